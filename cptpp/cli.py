@@ -6,6 +6,7 @@ Each module in ``COMMAND_MODULES`` exposes ``add_commands(subparsers)`` and sets
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -13,6 +14,7 @@ from cptpp.config import ConfigError
 
 COMMAND_MODULES = [
     "cptpp.recsys.commands",
+    "cptpp.recsys.data_commands",
 ]
 
 
@@ -30,9 +32,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unknown_options(parser: argparse.ArgumentParser, args, extra: list[str]) -> None:
+    """Exit with the unknown options, close matches, and every valid option of the command."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    cmd = sub.choices.get(getattr(args, "command", None) or "", parser)
+    valid = sorted(o for a in cmd._actions for o in a.option_strings if o.startswith("--"))
+    lines = [f"{cmd.prog}: error: unrecognized arguments: {' '.join(extra)}"]
+    for opt in (e.split("=")[0] for e in extra if e.startswith("-")):
+        close = difflib.get_close_matches(opt, valid, n=3)
+        if close:
+            lines.append(f"  {opt}: did you mean {' or '.join(close)}?")
+    lines.append(f"valid options: {' '.join(valid)}")
+    cmd.exit(2, "\n".join(lines) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unknown_options(parser, args, extra)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
+_UNION_TYPES = (typing.Union, types.UnionType)
+
+
+def _is_optional(tp) -> bool:
+    return typing.get_origin(tp) in _UNION_TYPES
 
 
 class ConfigError(ValueError):
@@ -30,7 +36,7 @@ def _coerce(name: str, tp, value):
     """Convert a JSON/CLI value to the annotated field type (int, float, bool, str, list, Optional)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Union:
+    if origin in _UNION_TYPES:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
@@ -88,3 +94,50 @@ def load_json_config(path: str | Path) -> dict[str, Any]:
 
 def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def add_dataclass_options(parser, *classes, skip: tuple[str, ...] = ()) -> None:
+    """Add ``--field-name VALUE`` for every field of ``classes`` (values are parsed by ``from_dict``).
+
+    Defaults are left unset (``None``) so that only options given on the command line
+    override a ``--config`` file.
+    """
+    seen: set[str] = set()
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in skip or f.name in seen or not f.init or f.name.startswith("_"):
+                continue
+            seen.add(f.name)
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            tp = hints[f.name]
+            if _is_optional(tp):
+                tp = next(a for a in typing.get_args(tp) if a is not type(None))
+            flag = f"--{f.name.replace('_', '-')}"
+            helptext = f"default: {default}"
+            if tp is bool:  # `--resume` alone means true; `--progress false` turns one off
+                parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true",
+                                    metavar="BOOL", help=helptext)
+                continue
+            metavar = (typing.get_origin(tp) or tp).__name__.upper()
+            parser.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=helptext)
+
+
+def build_configs(classes, file_values: dict[str, Any], cli_values: dict[str, Any], *, source: str):
+    """Merge a config file's flat keys with CLI overrides and build one instance per class.
+
+    Every key must belong to one of ``classes``; an unknown key is an error listing the valid ones.
+    """
+    merged = dict(file_values)
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    owners: dict[str, type] = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.init:
+                owners.setdefault(f.name, cls)
+    unknown = sorted(set(merged) - set(owners))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(owners))}")
+    return [from_dict(cls, {k: v for k, v in merged.items() if owners[k] is cls}, source=source)
+            for cls in classes]

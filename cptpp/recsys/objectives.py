@@ -1,0 +1,155 @@
+"""Training objectives over the one LightGCN encoder: BPR, InfoNCE, SGL, SimGCL, XSimGCL.
+
+Each objective turns a batch ``(users, pos, neg)`` into named loss terms; the task weights them:
+``joint`` mode (as in the SGL/SimGCL/XSimGCL papers) uses ``rec + l2 + cl_weight * cl`` and
+``pretrain`` mode (CPTPP's pre-training) uses the contrastive term alone.
+
+References: BPR (Rendle et al. 2009); SGL (Wu et al., SIGIR 2021) eq. 9-10; SimGCL (Yu et al.,
+SIGIR 2022) eq. 7; XSimGCL (Yu et al., TKDE 2023) eq. 9.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from cptpp.registry import Registry
+from graph_tools.sparse import edge_dropout, node_dropout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cptpp.recsys.task import RecTask
+
+OBJECTIVES: Registry[type["Objective"]] = Registry("objective")
+
+
+# --------------------------------------------------------------------------- loss functions
+
+def bpr_loss(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """``mean(-log sigmoid(u·p - u·n))`` for ``[B, d]`` embeddings (softplus form is stable)."""
+    return F.softplus((user * neg).sum(-1) - (user * pos).sum(-1)).mean()
+
+
+def l2_penalty(*embs: torch.Tensor) -> torch.Tensor:
+    """LightGCN's regularizer: ``sum ||e||^2 / 2`` over the batch's layer-0 rows, divided by batch size."""
+    return sum(e.pow(2).sum() for e in embs) / (2 * embs[0].shape[0])
+
+
+def info_nce(view1: torch.Tensor, view2: torch.Tensor, tau: float) -> torch.Tensor:
+    """InfoNCE over ``[n, d]`` views: row ``k`` of ``view2`` is the positive of row ``k`` of ``view1``,
+    every other row of ``view2`` a negative; cosine similarity over temperature ``tau`` (SGL eq. 9)."""
+    z1, z2 = F.normalize(view1, dim=-1), F.normalize(view2, dim=-1)
+    logits = z1 @ z2.t() / tau
+    return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
+
+
+def uniform_noise(h: torch.Tensor, eps: float) -> torch.Tensor:
+    """SimGCL's perturbation ``h + eps * sign(h) ⊙ Δ/||Δ||`` with ``Δ ~ U(0, 1)`` per row (eq. 6)."""
+    delta = F.normalize(torch.rand_like(h), dim=-1)
+    return h + eps * torch.sign(h) * delta
+
+
+# --------------------------------------------------------------------------- objectives
+
+class Objective:
+    """Computes loss terms for a batch. Subclasses with a contrastive term set ``has_cl``."""
+
+    has_cl = False
+    readout_from = 0  # which layers the encoder averages (SimGCL/XSimGCL skip layer 0)
+
+    def __init__(self, task: "RecTask"):
+        self.task = task
+        self.cfg = task.cfg
+
+    def start_epoch(self, generator: torch.Generator) -> None:
+        """Per-epoch state, e.g. SGL's augmented graphs."""
+
+    def terms(self, users, pos, neg, need_rec: bool) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _rec_terms(self, user_emb, item_emb, users, pos, neg) -> dict[str, torch.Tensor]:
+        m = self.task.model
+        return {
+            "rec": bpr_loss(user_emb[users], item_emb[pos], item_emb[neg]),
+            "l2": self.cfg.l2 * l2_penalty(m.user[users], m.item[pos], m.item[neg]),
+        }
+
+    def _clean_rec_terms(self, users, pos, neg):
+        user_emb, item_emb = self.task.model(self.task.graph)
+        return self._rec_terms(user_emb, item_emb, users, pos, neg)
+
+    def _cl(self, u1, i1, u2, i2, users, pos) -> torch.Tensor:
+        """Contrast the batch's distinct users and distinct positive items (as SELFRec does)."""
+        uu, ii = torch.unique(users), torch.unique(pos)
+        tau = self.cfg.tau
+        return info_nce(u1[uu], u2[uu], tau) + info_nce(i1[ii], i2[ii], tau)
+
+
+@OBJECTIVES.register("bpr")
+class BPR(Objective):
+    """Plain BPR (LightGCN, MF)."""
+
+    def terms(self, users, pos, neg, need_rec=True):
+        return self._clean_rec_terms(users, pos, neg)
+
+
+@OBJECTIVES.register("sgl")
+class SGL(Objective):
+    """SGL: two stochastic views of the graph per epoch (edge dropout ``ed``, node dropout ``nd``,
+    or random walk ``rw`` = independent edge dropout per layer), InfoNCE between them."""
+
+    has_cl = True
+
+    def start_epoch(self, generator):
+        t, cfg = self.task, self.cfg
+        args = (t.train_pairs_np, t.num_users, t.num_items, cfg.drop_ratio, generator, t.device)
+        if cfg.sgl_aug == "nd":
+            self.views = [node_dropout(*args) for _ in range(2)]
+        elif cfg.sgl_aug == "ed":
+            self.views = [edge_dropout(*args) for _ in range(2)]
+        else:  # rw: a fresh subgraph for every layer of every view
+            self.views = [[edge_dropout(*args) for _ in range(t.model.layers)] for _ in range(2)]
+
+    def terms(self, users, pos, neg, need_rec=True):
+        m = self.task.model
+        (u1, i1), (u2, i2) = m(self.views[0]), m(self.views[1])
+        out = {"cl": self._cl(u1, i1, u2, i2, users, pos)}
+        if need_rec:
+            out.update(self._clean_rec_terms(users, pos, neg))
+        return out
+
+
+@OBJECTIVES.register("simgcl")
+class SimGCL(Objective):
+    """SimGCL: two views from uniform noise added after every layer; clean graph for BPR."""
+
+    has_cl = True
+    readout_from = 1
+
+    def terms(self, users, pos, neg, need_rec=True):
+        m, g, eps = self.task.model, self.task.graph, self.cfg.eps
+        noise = lambda h, layer: uniform_noise(h, eps)  # noqa: E731
+        (u1, i1), (u2, i2) = m(g, noise), m(g, noise)
+        out = {"cl": self._cl(u1, i1, u2, i2, users, pos)}
+        if need_rec:
+            out.update(self._clean_rec_terms(users, pos, neg))
+        return out
+
+
+@OBJECTIVES.register("xsimgcl")
+class XSimGCL(Objective):
+    """XSimGCL: one noisy forward; BPR on its readout, InfoNCE between the readout and layer ``l*``."""
+
+    has_cl = True
+    readout_from = 1
+
+    def terms(self, users, pos, neg, need_rec=True):
+        m, eps = self.task.model, self.cfg.eps
+        layers = m.layer_outputs(self.task.graph, lambda h, layer: uniform_noise(h, eps))
+        user_emb, item_emb = m.readout(layers)
+        mid = layers[self.cfg.cl_layer]
+        u2, i2 = mid[: m.num_users], mid[m.num_users:]
+        out = {"cl": self._cl(user_emb, item_emb, u2, i2, users, pos)}
+        if need_rec:
+            out.update(self._rec_terms(user_emb, item_emb, users, pos, neg))
+        return out
