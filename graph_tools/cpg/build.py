@@ -1,0 +1,232 @@
+"""`build_cpg`: source text -> `ProgramGraph` (AST + CFG + DFG + call edges)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .ast import flatten
+from .cfg import build_cfgs
+from .dfg import dfg_edges
+from .graph import EdgeType, ProgramGraph
+from .labels import normalize_label
+from .languages import ERROR_KIND, get_spec
+from .truncate import truncate
+
+GRANULARITIES = ("method", "file")
+_AST, _DFG, _CALL = int(EdgeType.AST), int(EdgeType.DFG), int(EdgeType.CALL)
+
+# Wrapper that makes a bare Java method a compilation unit. The prefix ends with a newline so
+# the snippet keeps its columns and every line number shifts by exactly one.
+_JAVA_PREFIX = b"class _CpgWrapper_ {\n"
+_JAVA_SUFFIX = b"\n}\n"
+# A Java text is a file (not a bare method) when its first declaration is a type or a
+# package/import line; annotations and modifiers may come first.
+_JAVA_FILE_RE = re.compile(
+    rb"^\s*(?:(?:@\w[\w.]*(?:\([^)]*\))?|public|protected|private|abstract|final|static|strictfp|sealed|non-sealed)\s+)*"
+    rb"(?:package|import|class|interface|enum|record|@interface)\b")
+
+
+def _is_java_file(src: bytes) -> bool:
+    body = re.sub(rb"^(?:\s*(?://[^\n]*|/\*.*?\*/))*", b"", src, count=1, flags=re.S)
+    return _JAVA_FILE_RE.match(body) is not None
+
+
+def _function_kinds(spec):
+    if spec.name == "java":
+        return {spec.METHOD_DECLARATION, spec.CONSTRUCTOR_DECLARATION, spec.COMPACT_CONSTRUCTOR_DECLARATION}
+    return {spec.FUNCTION_DEFINITION}
+
+
+def _find_unit(root, kinds):
+    """First node of one of ``kinds`` in breadth-first order (the unit for granularity=method)."""
+    # Fast path for the usual shapes: wrapper class -> body -> method, or module -> def.
+    top = root.named_child(0) if root.named_child_count else None
+    if top is not None:
+        if top.kind_id in kinds:
+            return top
+        body = top.child_by_field_name("body")
+        first = body.named_child(0) if body is not None and body.named_child_count else None
+        if first is not None and first.kind_id in kinds:
+            return first
+    queue = [root]
+    i = 0
+    while i < len(queue):
+        n = queue[i]
+        if n.kind_id in kinds:
+            return n
+        queue.extend(n.named_children)
+        i += 1
+    return None
+
+
+def _errors(root, offset: int, in_unit) -> list:
+    """(node, start, end, what) for ERROR nodes and MISSING tokens under ``root``."""
+    out = []
+    cursor = root.walk()
+    while True:
+        n = cursor.node
+        if n.is_error or n.is_missing:
+            what = "ERROR" if n.is_error else f"MISSING {n.type}"
+            out.append((in_unit.get(n.id, -1), max(n.start_byte - offset, 0), max(n.end_byte - offset, 0), what))
+        if n.has_error and cursor.goto_first_child():
+            continue
+        while not cursor.goto_next_sibling():
+            if not cursor.goto_parent():
+                return out
+
+
+def build_cpg(source, language: str = "java", granularity: str = "method", max_nodes: int | None = None,
+              normalize_labels: bool = False) -> ProgramGraph:
+    """Code property graph of one method/function (``granularity="method"``) or one file.
+
+    Args:
+        source: code as ``str`` (or UTF-8 ``bytes``). Java given as a bare method (no class
+            around it, as in code-task datasets) is parsed inside a dummy class; spans still
+            refer to ``source``.
+        language: ``"java"`` or ``"python"``.
+        granularity: ``"method"`` builds the first method/function found (breadth first) and
+            falls back to the whole text when there is none (a statement snippet);
+            ``"file"`` builds the whole compilation unit / module.
+        max_nodes: keep at most this many nodes (policy in `truncate`); None keeps all.
+        normalize_labels: replace labels by ``normalize_label`` subtokens joined by spaces.
+
+    Returns:
+        A `ProgramGraph`. Never raises on malformed code: the graph covers what parsed and
+        ``graph.errors`` lists tree-sitter's ERROR / MISSING nodes.
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
+    if max_nodes is not None and max_nodes < 1:
+        raise ValueError(f"max_nodes must be >= 1 (or None for no limit), got {max_nodes}")
+    spec = get_spec(language)
+    text = source.decode("utf-8", errors="replace") if isinstance(source, (bytes, bytearray)) else source
+    raw = text.encode("utf-8")
+    offset = 0
+    if language == "java" and not _is_java_file(raw):
+        data = _JAVA_PREFIX + raw + _JAVA_SUFFIX
+        offset = len(_JAVA_PREFIX)
+    else:
+        data = raw
+    tree = spec.parser.parse(data)
+    root = tree.root_node
+    unit = None
+    if granularity == "method" or offset:
+        unit = _find_unit(root, _function_kinds(spec))
+    if unit is None:
+        unit = root
+    ast = flatten(unit, spec.kept, data)
+    comp_kinds = spec.ids("list_comprehension", "set_comprehension", "dictionary_comprehension",
+                          "generator_expression") if language == "python" else frozenset()
+    cfg = build_cfgs(ast, spec, comp_kinds)
+    dsrc, ddst = dfg_edges(ast, spec, cfg, comp_kinds)
+    csrc, cdst = _call_edges(ast, spec)
+
+    n_ast = len(ast.kinds)
+    n = cfg.next_id
+    kinds = ast.kinds
+    if unit.has_error:
+        kinds = [spec.ERROR_REMAP if k == ERROR_KIND else k for k in kinds]
+    node_kind = np.array(kinds + [spec.EXIT] * (n - n_ast), dtype=np.int32)
+    starts, ends = ast.start, ast.end
+    if cfg.exits:
+        exit_at = [ends[decl] for _, decl in cfg.exits]
+        starts, ends = starts + exit_at, ends + exit_at
+    byte_span = np.array((starts, ends), dtype=np.int64).T
+    if offset:
+        byte_span -= offset
+        if unit is root:  # fell back to the whole wrapped text: clamp the wrapper's own spans
+            np.clip(byte_span, 0, len(raw), out=byte_span)
+    labels = _labels(ast, spec, n, normalize_labels)
+
+    # Edge assembly in one conversion: AST (parent -> child), CFG, DFG, CALL.
+    n_dfg, n_call = len(dsrc), len(csrc)
+    edge_index = np.array((ast.parent[1:] + cfg.src + dsrc + csrc,
+                           list(range(1, n_ast)) + cfg.dst + ddst + cdst), dtype=np.int64)
+    edge_type = np.array([_AST] * (n_ast - 1) + cfg.typ + [_DFG] * n_dfg + [_CALL] * n_call, dtype=np.int64)
+
+    errors = []
+    if unit.has_error:
+        in_unit = {node.id: i for i, node in enumerate(ast.nodes)}
+        errors = _errors(unit, offset, in_unit)
+    graph = ProgramGraph(language=language, node_kind=node_kind, node_label=labels, byte_span=byte_span,
+                         edge_index=edge_index, edge_type=edge_type, kind_names=spec.kind_names,
+                         source=text, errors=errors, num_nodes_before_truncation=n)
+    if max_nodes is not None and n > max_nodes:
+        graph = truncate(graph, max_nodes)
+    return graph
+
+
+def _labels(ast, spec, n, normalize):
+    """Source text for token-like nodes (identifiers, literals, type names), the kind name for
+    other nodes, with the operator appended for operator nodes (``"binary_expression +"``);
+    ``<exit>`` for exits."""
+    names, first, src, kinds, text_label = spec.kind_names, ast.first, ast.src, ast.kinds, spec.text_label
+    start, end = ast.start, ast.end
+    out = [src[a:b].decode("utf-8", errors="replace") if text_label[k] and f == g else names[k]
+           for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
+    ops = spec.operator_kinds
+    for i, k in enumerate(kinds):
+        if k in ops:
+            # operator = the node's text outside its named children, e.g. "+", "+=", "not in"
+            pos, pieces = start[i], []
+            for c in range(first[i], first[i + 1]):
+                pieces.append(src[pos:start[c]])
+                pos = end[c]
+            pieces.append(src[pos:end[i]])
+            op = b" ".join(x.strip() for x in pieces if x.strip()).decode("utf-8", errors="replace")
+            out[i] = f"{out[i]} {op}"
+        elif k == ERROR_KIND:
+            out[i] = "ERROR"
+    if normalize:
+        out = [" ".join(normalize_label(x)) or x for x in out]
+    labels = np.empty(n, dtype=object)
+    labels[:] = out + ["<exit>"] * (n - len(kinds))
+    return labels
+
+
+def _call_edges(ast, spec):
+    """Call site -> declaration of a same-named function/method in the unit."""
+    k, first = ast.kinds, ast.first
+    ids = spec.identifier_kinds
+    decls: dict[str, list[int]] = {}
+    if spec.name == "java":
+        call_kind, decl_kind = spec.METHOD_INVOCATION, spec.METHOD_DECLARATION
+    else:
+        call_kind, decl_kind = spec.CALL, spec.FUNCTION_DEFINITION
+    found = [i for i, kind in enumerate(k) if kind == decl_kind or kind == call_kind]
+    if not found:
+        return [], []
+    calls = []
+    for i in found:
+        if k[i] == decl_kind:
+            for c in ast.children(i):
+                if k[c] in ids:
+                    decls.setdefault(ast.text(c), []).append(i)
+                    break
+        else:
+            calls.append(i)
+    if not decls or not calls:
+        return [], []
+    src, dst = [], []
+    for i in calls:
+        f = first[i]
+        if f >= first[i + 1]:
+            continue
+        name = None
+        if spec.name == "java":
+            if k[f] in ids and (f + 1 >= first[i + 1] or k[f + 1] == spec.ARGUMENT_LIST):
+                name = ast.text(f)
+            elif k[f] == spec.THIS and f + 1 < first[i + 1] and k[f + 1] in ids:
+                name = ast.text(f + 1)
+        else:
+            if k[f] in ids:
+                name = ast.text(f)
+            elif k[f] == spec.ATTRIBUTE:
+                obj, attr = first[f], first[f] + 1
+                if attr < first[f + 1] and k[obj] in ids and ast.text(obj) in ("self", "cls"):
+                    name = ast.text(attr)
+        for d in decls.get(name, ()):
+            src.append(i)
+            dst.append(d)
+    return src, dst
