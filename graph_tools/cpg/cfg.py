@@ -186,6 +186,25 @@ class CfgBuilder:
             after = self.stmt(else_body, after)
         return after + fr.breaks
 
+    def for_loop(self, i, preds, inits, updates, body):
+        """C-style for: init nodes -> header (the condition) -T-> body -> update nodes -BACK->
+        header; ``continue`` goes to the first update."""
+        label = self.take_label()
+        for c in inits:
+            preds = self.simple(c, preds)
+        fr = _Frame("loop", label, header=i)
+        if updates:
+            fr.header, fr.cont_type = updates[0], NEXT
+        self.reg(i)
+        self.link(preds, i)
+        self.frames.append(fr)
+        out = self.stmt(body, [(i, TRUE)]) if body is not None else [(i, TRUE)]
+        self.frames.pop()
+        for u in updates:
+            out = self.simple(u, out)
+        self.link(out, i, BACK)
+        return [(i, FALSE)] + fr.breaks
+
     def do_loop(self, i, preds, body):
         """Java do-while: body first; the do node is the test at the bottom."""
         fr = _Frame("loop", self.take_label(), header=i, cont_type=NEXT)
@@ -208,12 +227,13 @@ class CfgBuilder:
         self.handlers.append(list(handlers) if handlers else ([fin] if fin is not None else []))
         outs = self.stmt(body, [(i, NEXT)]) if body is not None else [(i, NEXT)]
         self.handlers.pop()
+        for h in handlers:  # the clause node itself (binding the exception) cannot throw
+            self.reg(h)
         if fin is not None:  # exceptions in handlers/else still run finally first
             self.handlers.append([fin])
         if else_body is not None:
             outs = self.stmt(else_body, outs)
         for h in handlers:
-            self.reg(h)
             hb = handler_body(h)
             outs += self.stmt(hb, [(h, NEXT)]) if hb is not None else [(h, NEXT)]
         if fin is None:
@@ -257,7 +277,24 @@ def _java_dispatch(s):
     def last_body(b, i, preds):
         k = b.a.kinds
         ch = _kids(b, i)
-        return b.loop(i, preds, ch[-1] if len(ch) > 1 else None)
+        return b.loop(i, preds, ch[-1] if ch else None)  # the body is always the last child
+
+    def for_(b, i, preds):
+        node, kept = b.a.nodes[i], b.s.kept
+        kids = iter(b.a.children(i))
+        inits, updates, body = [], [], None
+        for pos, c in enumerate(node.children):
+            if not kept[c.kind_id]:
+                continue
+            me = next(kids)
+            field = node.field_name_for_child(pos)
+            if field == "init":
+                inits.append(me)
+            elif field == "update":
+                updates.append(me)
+            elif field == "body":
+                body = me
+        return b.for_loop(i, preds, inits, updates, body)
 
     def do_(b, i, preds):
         k = b.a.kinds
@@ -320,7 +357,7 @@ def _java_dispatch(s):
     loops = {s.WHILE_STATEMENT, s.FOR_STATEMENT, s.ENHANCED_FOR_STATEMENT, s.DO_STATEMENT}
     return {
         s.BLOCK: CfgBuilder.block, s.CONSTRUCTOR_BODY: CfgBuilder.block, s.IF_STATEMENT: if_,
-        s.WHILE_STATEMENT: last_body, s.FOR_STATEMENT: last_body, s.ENHANCED_FOR_STATEMENT: last_body,
+        s.WHILE_STATEMENT: last_body, s.FOR_STATEMENT: for_, s.ENHANCED_FOR_STATEMENT: last_body,
         s.DO_STATEMENT: do_, s.LABELED_STATEMENT: labeled, s.SWITCH_EXPRESSION: switch,
         s.TRY_STATEMENT: try_, s.TRY_WITH_RESOURCES_STATEMENT: try_, s.SYNCHRONIZED_STATEMENT: sync,
         s.BREAK_STATEMENT: lambda b, i, p: b.jump_stmt("break", i, p),

@@ -97,7 +97,8 @@ def _java_events(c: _Ctx, idents):
             c.add(i, c.name(i), USE, start[i])
         elif pk == s.VARIABLE_DECLARATOR:
             if i == first[p]:
-                c.add(i, c.name(i), DEF, end[p])
+                if c.first[p + 1] - first[p] > 1:  # `int b;` declares without defining
+                    c.add(i, c.name(i), DEF, end[p])
             else:
                 role(i, c.name(i), i)
         elif pk in param_like:
