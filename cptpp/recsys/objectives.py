@@ -45,8 +45,9 @@ def info_nce(view1: torch.Tensor, view2: torch.Tensor, tau: float) -> torch.Tens
 
 def uniform_noise(h: torch.Tensor, eps: float) -> torch.Tensor:
     """SimGCL's perturbation ``h + eps * sign(h) ⊙ Δ/||Δ||`` with ``Δ ~ U(0, 1)`` per row (eq. 6)."""
-    delta = F.normalize(torch.rand_like(h), dim=-1)
-    return h + eps * torch.sign(h) * delta
+    with torch.no_grad():  # d sign(h)/dh = 0, so the noise carries no gradient: skip its graph
+        noise = F.normalize(torch.rand_like(h), dim=-1).mul_(torch.sign(h)).mul_(eps)
+    return h + noise
 
 
 # --------------------------------------------------------------------------- objectives

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cptpp.config import ConfigError, check_choice, check_range
+from cptpp.train.allocator import keep_freed_memory
 from cptpp.io import append_jsonl, save_torch, write_json
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -133,6 +134,7 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
     """
     from tqdm.auto import tqdm
 
+    keep_freed_memory()
     out = Path(cfg.out) if cfg.out else None
     gen = seed_everything(cfg.seed)
     params = [p for p in task.model.parameters() if p.requires_grad]
