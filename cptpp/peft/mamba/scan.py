@@ -41,8 +41,10 @@ def selective_scan(
     dBx = (dt * x).unsqueeze(-1) * B.unsqueeze(2)  # [batch, L, d, n]
     h = torch.zeros(batch, d, n, dtype=torch.float32, device=x.device) if h0 is None else h0.float()
     ys = []
-    for t in range(L):
-        h = dA[:, t] * h + dBx[:, t]
-        ys.append(torch.einsum("bdn,bn->bd", h, C[:, t]))
+    # unbind, not dA[:, t]: the backward of one unbind is one stack, while L index ops would each
+    # allocate and fill a full-size zero gradient (quadratic in L).
+    for a_t, b_t, c_t in zip(dA.unbind(1), dBx.unbind(1), C.unbind(1)):
+        h = a_t * h + b_t
+        ys.append(torch.einsum("bdn,bn->bd", h, c_t))
     y = torch.stack(ys, dim=1) + x * D.float()
     return y.to(in_dtype), h

@@ -1,0 +1,210 @@
+"""Commonsense multiple-choice sets (LLM-Adapters format) and scoring them by LM likelihood.
+
+Data: the seven evaluation sets used by LLM-Adapters (Hu et al., 2023) and MambaPEFT -- BoolQ, PIQA,
+SIQA, WinoGrande, ARC-e, ARC-c, OBQA -- one ``test.json`` each. HellaSwag and the commonsense_170k
+training mix are not available here, so experiments fine-tune on a seeded half of each set and
+evaluate on the other half (``split_examples``); numbers are therefore not the paper's protocol.
+
+Scoring: every choice is a continuation of the prompt, and the prediction is the choice with the
+highest log-likelihood under the causal LM. ``mode="label"`` scores the answer label in the
+LLM-Adapters response format ("the correct answer is solution1") -- what fine-tuning trains;
+``mode="text"`` scores each option's text with the length-normalized (per token) log-likelihood,
+the usual zero-shot protocol.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cptpp.config import ConfigError, check_choice
+from cptpp.download import RemoteFile, resolve_files
+
+_COMMIT = "816657208af4db747803f87ba40a4c71383fed7a"
+_URL = f"https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/{_COMMIT}/dataset/{{folder}}/test.json"
+# name -> (folder in LLM-Adapters/dataset and in the mirror, sha256 of test.json)
+COMMONSENSE: dict[str, tuple[str, str]] = {
+    "boolq": ("boolq", "89df2397cbca81dc31adcc6f7f5b635821aa0565aafde46725b2b4bd39b4dfa9"),
+    "piqa": ("piqa", "3860d11b9b42e590b6b4bbc1643214d373ed0b0d4ac62fcc7bdceb8e044ad141"),
+    "siqa": ("social_i_qa", "71543f41127451945379d106ffedaef502f1c8770dff6d2f543aca85e3080b1d"),
+    "winogrande": ("winogrande", "6946f5209e7114c65c6d04f8f644c5a061af20d730b1cfe158fff3dc44076fb9"),
+    "arc-e": ("ARC-Easy", "3f32a84716ca6d57d38728bf80cc8117aecd17445c2cf29a68b571b810eb82dc"),
+    "arc-c": ("ARC-Challenge", "4a89ce368ae01a71d268d9851686738b2a0a1d84271116bab49a1dd2b48ecad7"),
+    "obqa": ("openbookqa", "8479930f7b8a26052c78250280b5465a4016ca7fc806af440d0f37e243f3099e"),
+}
+SCORING_MODES = ("label", "text")
+# The LLM-Adapters / Alpaca instruction template (no input field in these sets).
+PROMPT = ("Below is an instruction that describes a task. Write a response that appropriately completes "
+          "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\nthe correct answer is")
+_FORMAT = re.compile(r"Answer format:\s*([\w/]+)\s*$")
+_OPTION = re.compile(r"(Solution|Answer|Option)(\d+):\s*")
+
+
+@dataclass(frozen=True)
+class MCExample:
+    """One question: the instruction, the answer labels (e.g. solution1/solution2), each option's text, gold index."""
+
+    task: str
+    instruction: str
+    labels: tuple[str, ...]
+    options: tuple[str, ...]
+    answer: int
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+
+class ByteTokenizer:
+    """UTF-8 bytes as token ids 0..255, id 256 for padding: a tokenizer that needs no download."""
+
+    vocab_size = 257
+    pad_token_id = 256
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+
+def _parse_options(instruction: str, labels: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Texts of "Solution1: ... Solution2: ..." in the instruction; BoolQ's labels are their own text."""
+    if labels == ("true", "false"):
+        return labels
+    body = instruction[: instruction.rfind("Answer format:")]
+    parts = _OPTION.split(body)  # [question, kind, num, text, kind, num, text, ...]
+    texts = {int(parts[i + 1]): parts[i + 2].strip() for i in range(1, len(parts) - 2, 3)}
+    try:
+        return tuple(texts[int(re.sub(r"\D", "", lab))] for lab in labels)
+    except (KeyError, ValueError):
+        raise ConfigError(f"{where}: cannot find the text of every option {labels} in the instruction") from None
+
+
+def parse_record(task: str, rec: dict, where: str) -> MCExample:
+    """One LLM-Adapters record -> ``MCExample``; ``where`` ("file:record N") goes into errors."""
+    try:
+        instruction, gold = rec["instruction"], rec["answer"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{where}: expected a record with 'instruction' and 'answer' keys, got {rec!r:.120}") from None
+    m = _FORMAT.search(instruction.strip())
+    if m is None:
+        raise ConfigError(f"{where}: instruction has no 'Answer format: a/b/...' line")
+    labels = tuple(m.group(1).split("/"))
+    # A few ARC items list a 5th option in the text but not in the answer format; gold must be listed.
+    if gold not in labels:
+        raise ConfigError(f"{where}: answer {gold!r} is not one of the listed choices {labels}")
+    return MCExample(task, instruction.strip(), labels, _parse_options(instruction, labels, where), labels.index(gold))
+
+
+def commonsense_path(name: str, *, allow_download: bool = True) -> Path:
+    """Path of ``name``'s test.json: $CPTPP_DATA_MIRROR/text/commonsense-llm-adapters/<folder>/, cache, or download."""
+    check_choice("task", name, tuple(COMMONSENSE))
+    folder, sha = COMMONSENSE[name]
+    files = [RemoteFile("test.json", _URL.format(folder=folder), sha)]
+    found = resolve_files("text", f"commonsense-{name}", files, mirror_dir=f"commonsense-llm-adapters/{folder}",
+                          allow_download=allow_download)
+    return found.paths["test.json"]
+
+
+def load_commonsense(name: str, path: str | Path | None = None) -> list[MCExample]:
+    """All examples of set ``name`` (one of ``COMMONSENSE``), from ``path`` or the data resolution order."""
+    import json
+
+    path = Path(path) if path else commonsense_path(name)
+    try:
+        records = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    if not isinstance(records, list):
+        raise ConfigError(f"{path}: expected a JSON array of records")
+    return [parse_record(name, r, f"{path}: record {i}") for i, r in enumerate(records)]
+
+
+def split_examples(examples: Sequence[MCExample], seed: int, *, valid_fraction: float = 0.1,
+                   limit: int | None = None) -> dict[str, list[MCExample]]:
+    """Seeded halves: the first half is fine-tuning data (``valid_fraction`` of it held out for model
+    selection), the second half is ``test``. ``limit`` caps train and test (valid: ``limit // 2``) for quick runs."""
+    order = np.random.default_rng(seed).permutation(len(examples))
+    half = len(order) // 2
+    n_valid = max(1, int(round(half * valid_fraction)))
+    parts = {"train": order[n_valid:half], "valid": order[:n_valid], "test": order[half:]}
+    caps = {"train": limit, "test": limit, "valid": None if limit is None else max(1, limit // 2)}
+    return {k: [examples[i] for i in idx[:caps[k]]] for k, idx in parts.items()}
+
+
+def context_text(ex: MCExample) -> str:
+    return PROMPT.format(instruction=ex.instruction)
+
+
+def continuations(ex: MCExample, mode: str) -> list[str]:
+    check_choice("mode", mode, SCORING_MODES)
+    return [" " + (lab if mode == "label" else opt) for lab, opt in zip(ex.labels, ex.options)]
+
+
+def encode_pair(tok: Tokenizer, context: str, continuation: str, max_len: int) -> tuple[list[int], int]:
+    """Token ids of context + continuation, left-truncated to ``max_len``; returns (ids, continuation length)."""
+    ctx = tok.encode(context, add_special_tokens=False)
+    cont = tok.encode(continuation, add_special_tokens=False)
+    if len(cont) >= max_len:
+        raise ConfigError(f"a continuation of {len(cont)} tokens does not fit max_len={max_len}")
+    return (ctx + cont)[-max_len:], len(cont)
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Right-pad: a causal model's scores at real positions do not depend on what follows them."""
+    width = max(len(s) for s in seqs)
+    return torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+
+def continuation_logprobs(model, seqs: list[list[int]], cont_lens: list[int], pad_id: int,
+                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log p(continuation tokens | prefix) per sequence, and the continuation lengths. Shapes [n]."""
+    ids = pad_batch(seqs, pad_id).to(device)
+    logp = F.log_softmax(model(ids, use_cache=False).logits[:, :-1].float(), dim=-1)
+    token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [n, width - 1]: log p(ids[t+1] | ids[:t+1])
+    pos = torch.arange(ids.shape[1] - 1, device=device)[None]
+    lens = torch.tensor([len(s) for s in seqs], device=device)[:, None]
+    clen = torch.tensor(cont_lens, device=device)[:, None]
+    in_cont = (pos >= lens - 1 - clen) & (pos < lens - 1)
+    return (token_logp * in_cont).sum(1), clen.squeeze(1).float()
+
+
+@torch.no_grad()
+def predict(model, tok: Tokenizer, examples: Sequence[MCExample], *, mode: str = "label", batch_size: int = 16,
+            max_len: int = 512, pad_id: int = 0) -> np.ndarray:
+    """Predicted choice index per example (argmax of LM likelihood). [len(examples)]"""
+    check_choice("mode", mode, SCORING_MODES)
+    device = next(model.parameters()).device
+    pairs = [(i, encode_pair(tok, context_text(ex), c, max_len))
+             for i, ex in enumerate(examples) for c in continuations(ex, mode)]
+    scores = []
+    for s in range(0, len(pairs), batch_size):
+        chunk = pairs[s:s + batch_size]
+        total, n = continuation_logprobs(model, [p[1][0] for p in chunk], [p[1][1] for p in chunk], pad_id, device)
+        scores.append((total / n if mode == "text" else total).cpu())
+    flat = torch.cat(scores).tolist() if scores else []
+    preds, k = [], 0
+    for ex in examples:
+        m = len(ex.labels)
+        preds.append(int(np.argmax(flat[k:k + m])))
+        k += m
+    return np.array(preds, dtype=np.int64)
+
+
+def accuracy(examples: Sequence[MCExample], preds: np.ndarray) -> dict[str, float]:
+    """Overall accuracy, the mean over tasks, and per-task accuracy ("accuracy/<task>")."""
+    gold = np.array([ex.answer for ex in examples])
+    hit = preds == gold
+    tasks = sorted({ex.task for ex in examples})
+    per = {t: float(hit[[ex.task == t for ex in examples]].mean()) for t in tasks}
+    out = {"accuracy": float(hit.mean()) if len(hit) else 0.0, "task_mean": float(np.mean(list(per.values())))}
+    return out | {f"accuracy/{t}": v for t, v in per.items()}
+
+
+def training_example(tok: Tokenizer, ex: MCExample, max_len: int) -> tuple[list[int], list[int]]:
+    """(input ids, labels) for LM fine-tuning on the gold label; labels are -100 outside the answer."""
+    ids, n = encode_pair(tok, context_text(ex), continuations(ex, "label")[ex.answer], max_len)
+    return ids, [-100] * (len(ids) - n) + ids[len(ids) - n:]
