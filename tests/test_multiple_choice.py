@@ -1,0 +1,150 @@
+"""Commonsense loaders (LLM-Adapters format) and LM-likelihood multiple-choice scoring."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cptpp.config import ConfigError
+from cptpp.peft.multiple_choice import (
+    COMMONSENSE,
+    ByteTokenizer,
+    MCExample,
+    accuracy,
+    context_text,
+    continuations,
+    load_commonsense,
+    parse_record,
+    predict,
+    split_examples,
+    training_example,
+)
+
+PIQA = {"instruction": "Please choose the correct solution to the question: How to open a jar?\n\n"
+                       "Solution1: twist the lid\n\nSolution2: hit it with a fork\n\nAnswer format: solution1/solution2",
+        "input": "", "output": "the correct answer is solution1", "answer": "solution1"}
+SIQA = {"instruction": "Please choose the correct answer to the question: Why?\n\nAnswer1: fun Answer2: money "
+                       "Answer3: to rest\n\nAnswer format: answer1/answer2/answer3", "answer": "answer3"}
+BOOLQ = {"instruction": "Please answer the following question with true or false, question: is sky blue?\n\n"
+                        "Answer format: true/false", "answer": "true"}
+
+
+def test_parse_records_of_each_format():
+    ex = parse_record("piqa", PIQA, "x")
+    assert ex.labels == ("solution1", "solution2") and ex.options == ("twist the lid", "hit it with a fork")
+    assert ex.answer == 0
+    ex = parse_record("siqa", SIQA, "x")
+    assert ex.options == ("fun", "money", "to rest") and ex.answer == 2
+    ex = parse_record("boolq", BOOLQ, "x")
+    assert ex.labels == ex.options == ("true", "false") and ex.answer == 0
+
+
+def test_bad_records_name_file_and_record(tmp_path):
+    bad = dict(PIQA, answer="solution3")
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps([PIQA, bad]))
+    with pytest.raises(ConfigError, match=r"test.json: record 1: answer 'solution3' is not one of"):
+        load_commonsense("piqa", path)
+    path.write_text(json.dumps([{"question": "?"}]))
+    with pytest.raises(ConfigError, match="record 0: expected a record with 'instruction'"):
+        load_commonsense("piqa", path)
+
+
+def test_unknown_task_lists_valid_names():
+    with pytest.raises(ConfigError, match="choose one of: boolq, piqa"):
+        load_commonsense("hellaswag")
+
+
+@pytest.mark.skipif(not os.environ.get("CPTPP_DATA_MIRROR"), reason="needs $CPTPP_DATA_MIRROR")
+@pytest.mark.parametrize("name,count", [("boolq", 3270), ("piqa", 1838), ("siqa", 1954), ("winogrande", 1267),
+                                        ("arc-e", 2376), ("arc-c", 1172), ("obqa", 500)])
+def test_mirror_sets_parse_completely(name, count):
+    mirror = Path(os.environ["CPTPP_DATA_MIRROR"]) / "text" / "commonsense-llm-adapters" / COMMONSENSE[name][0]
+    if not mirror.is_dir():
+        pytest.skip("commonsense sets not in the mirror")
+    ex = load_commonsense(name)
+    assert len(ex) == count
+    assert all(0 <= e.answer < len(e.labels) == len(e.options) for e in ex)
+    assert all(all(o for o in e.options) for e in ex)
+
+
+def _examples(n=40):
+    return [MCExample("t" if i % 2 else "u", f"q{i}", ("a1", "a2"), ("x", "y"), i % 2) for i in range(n)]
+
+
+def test_split_is_seeded_disjoint_half_and_half():
+    ex = _examples(40)
+    s = split_examples(ex, seed=3)
+    assert s == split_examples(ex, seed=3) and s != split_examples(ex, seed=4)
+    ids = {k: {e.instruction for e in v} for k, v in s.items()}
+    assert len(ids["test"]) == 20 and len(ids["train"]) + len(ids["valid"]) == 20
+    assert not (ids["train"] & ids["valid"]) and not (ids["test"] & (ids["train"] | ids["valid"]))
+
+
+class CountingLM(torch.nn.Module):
+    """A causal 'LM' whose next-token log-probs depend only on the current token: logits = table[token]."""
+
+    def __init__(self, vocab=257, seed=0):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(seed)))
+
+    def forward(self, ids, use_cache=False):
+        return type("Out", (), {"logits": self.table[ids]})
+
+
+def brute_force_score(lm, tok, context, cont, normalize):
+    ids = tok.encode(context) + tok.encode(cont)
+    logp = torch.log_softmax(lm.table.detach(), dim=-1)
+    n = len(tok.encode(cont))
+    total = sum(float(logp[ids[t - 1], ids[t]]) for t in range(len(ids) - n, len(ids)))
+    return total / n if normalize else total
+
+
+@pytest.mark.parametrize("mode", ["label", "text"])
+def test_predict_matches_brute_force_likelihood(mode):
+    tok, lm = ByteTokenizer(), CountingLM()
+    ex = [parse_record("piqa", PIQA, "x"), parse_record("siqa", SIQA, "x"), parse_record("boolq", BOOLQ, "x")]
+    want = [int(np.argmax([brute_force_score(lm, tok, context_text(e), c, mode == "text")
+                           for c in continuations(e, mode)])) for e in ex]
+    # batch_size=2 splits an example's choices across batches and pads rows of different lengths
+    got = predict(lm, tok, ex, mode=mode, batch_size=2, max_len=10_000, pad_id=256)
+    assert got.tolist() == want
+
+
+def test_training_example_labels_only_the_gold_answer():
+    tok = ByteTokenizer()
+    ex = parse_record("piqa", PIQA, "x")
+    ids, labels = training_example(tok, ex, max_len=64)
+    assert len(ids) == 64  # left-truncated
+    answer = tok.encode(" solution1")
+    assert ids[-len(answer):] == answer and labels[-len(answer):] == answer
+    assert set(labels[:-len(answer)]) == {-100}
+
+
+def test_accuracy_reports_per_task():
+    ex = _examples(4)  # tasks u, t, u, t ; answers 0, 1, 0, 1
+    acc = accuracy(ex, np.array([0, 0, 0, 1]))
+    assert acc["accuracy"] == 0.75 and acc["accuracy/u"] == 1.0 and acc["accuracy/t"] == 0.5
+    assert acc["task_mean"] == 0.75
+
+
+def test_mamba_search_writes_best_trial(tmp_path):
+    optuna = pytest.importorskip("optuna")  # noqa: F841
+    from cptpp.peft.mamba.search import hybrid_search
+
+    seen = []
+
+    def run(cfg, lr):
+        seen.append(cfg)
+        score = 0.5 + 0.1 * ("dt_proj" in cfg.lora_targets) + 0.01 * cfg.scan_states
+        return {"valid": {"accuracy": score}, "test": {"accuracy": score - 0.05}, "trainable_params": 10,
+                "trainable_percent": 1.0}
+
+    best = hybrid_search(run, n_trials=6, out=tmp_path, seed=0)
+    scores = [0.5 + 0.1 * ("dt_proj" in c.lora_targets) + 0.01 * c.scan_states for c in seen]
+    assert best["valid"]["accuracy"] == max(scores)
+    assert json.loads((tmp_path / "best.json").read_text())["config"] == best["config"]
+    lines = (tmp_path / "trials.jsonl").read_text().splitlines()
+    assert len(lines) == len(seen) and all("test" not in json.loads(line) for line in lines)
