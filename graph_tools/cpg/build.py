@@ -161,7 +161,7 @@ def _labels(ast, spec, n, normalize):
     """Source text for token-like nodes (identifiers, literals, type names), the kind name for
     other nodes, with the operator appended for operator nodes (``"binary_expression +"``);
     ``<exit>`` for exits."""
-    names, first, src, kinds, text_label = spec.kind_names, ast.first, ast.src, ast.kinds, spec.text_label
+    names, first, src, kinds, text_label = spec.label_names, ast.first, ast.src, ast.kinds, spec.text_label
     start, end = ast.start, ast.end
     out = [src[a:b].decode("utf-8", errors="replace") if text_label[k] and f == g else names[k]
            for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
@@ -176,8 +176,6 @@ def _labels(ast, spec, n, normalize):
             pieces.append(src[pos:end[i]])
             op = b" ".join(x.strip() for x in pieces if x.strip()).decode("utf-8", errors="replace")
             out[i] = f"{out[i]} {op}"
-        elif k == ERROR_KIND:
-            out[i] = "ERROR"
     if normalize:
         out = [" ".join(normalize_label(x)) or x for x in out]
     labels = np.empty(n, dtype=object)

@@ -78,6 +78,9 @@ def get_spec(language: str) -> SimpleNamespace:
         kept[lang.id_for_node_kind(c, True)] = 0
     kept[ERROR_KIND] = 1
     spec.kept = kept
+    # kind id -> label for inner nodes, indexable by the raw ERROR id too
+    spec.label_names = names[:n] + [""] * (65536 - n)
+    spec.label_names[ERROR_KIND] = "ERROR"
     for name in (_JAVA_KINDS if language == "java" else _PY_KINDS):
         kid = lang.id_for_node_kind(name, True)
         if kid is None:  # pragma: no cover - grammar drift
