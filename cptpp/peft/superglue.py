@@ -205,7 +205,7 @@ def split_indices(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray,
 
 def load_task(task: str, root: str | Path | None = None, *, few_shot: bool = False, valid_fraction: float = 0.1,
               seed: int = 0, max_train: int | None = None, max_valid: int | None = None,
-              max_test: int | None = None) -> TaskSplits:
+              max_test: int | None = None, verify: bool = True) -> TaskSplits:
     """Train / valid / test :class:`Example` lists following the module's protocol.
 
     Records (MultiRC: paragraphs) are split before flattening, so no paragraph is in both train and
@@ -214,19 +214,19 @@ def load_task(task: str, root: str | Path | None = None, *, few_shot: bool = Fal
     check_choice("task", task, TASKS)
     check_range("valid_fraction", valid_fraction, 0, 1, lo_open=True)
     if few_shot:
-        train_recs = load_records(f"fewglue/{task}/train.jsonl", root)
-        valid_recs = load_records(f"fewglue/{task}/dev32.jsonl", root)
+        train_recs = load_records(f"fewglue/{task}/train.jsonl", root, verify)
+        valid_recs = load_records(f"fewglue/{task}/dev32.jsonl", root, verify)
         protocol = "few-shot: FewGLUE 32-shot train; P-tuning dev32 as valid; official validation as test"
     else:
         try:
-            all_train = load_records(f"superglue/{task}/train.jsonl", root)
+            all_train = load_records(f"superglue/{task}/train.jsonl", root, verify)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{e}\n(no full train split for {task}: use few_shot=True)") from None
         tr, va = split_indices(len(all_train), valid_fraction, seed)
         train_recs, valid_recs = [all_train[i] for i in tr], [all_train[i] for i in va]
         protocol = (f"official train split {100 * (1 - valid_fraction):.0f}/{100 * valid_fraction:.0f} "
                     f"(seed {seed}) into train/valid; official validation as test")
-    test_recs = load_records(f"superglue/{task}/val.jsonl", root)
+    test_recs = load_records(f"superglue/{task}/val.jsonl", root, verify)
     train = to_examples(task, train_recs, f"{task} train")
     valid = to_examples(task, valid_recs, f"{task} valid")
     test = to_examples(task, test_recs, f"{task} val")
