@@ -40,16 +40,18 @@ def flatten(root, kept: bytearray, src: bytes) -> FlatAst:
     first = []
     push_node, push_kind, push_parent, push_first = nodes.append, kinds.append, parent.append, first.append
     i = 0
-    while i < len(nodes):
-        push_first(len(nodes))
-        for c in nodes[i].children:
+    count = 1
+    for node in nodes:  # the list grows while we iterate: that is the BFS queue
+        push_first(count)
+        for c in node.children:
             k = c.kind_id
             if kept[k]:
                 push_node(c)
                 push_kind(k)
                 push_parent(i)
+                count += 1
         i += 1
-    push_first(len(nodes))
+    push_first(count)
     start = [n.start_byte for n in nodes]
     end = [n.end_byte for n in nodes]
     return FlatAst(nodes, kinds, parent, first, start, end, src)

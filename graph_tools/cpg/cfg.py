@@ -46,8 +46,7 @@ class _Frame:
 class CfgBuilder:
     """Builds the CFGs of every function-like node in a `FlatAst`.
 
-    After ``build()``: ``is_cfg[i]`` marks CFG nodes, ``func_of[i]`` maps a CFG node to its
-    function's declaration node, ``src/dst/typ`` hold the CFG edges, ``exits`` lists the
+    After ``build()``: ``is_cfg[i]`` marks CFG nodes, ``src/dst/typ`` hold the CFG edges, ``exits`` lists the
     synthetic exit ids (numbered from ``len(ast.kinds)``) with their declaration nodes, and
     ``entries[decl]`` is the entry node of each function.
     """
@@ -57,7 +56,6 @@ class CfgBuilder:
         self.s = spec
         n = len(ast.kinds)
         self.is_cfg = bytearray(n)
-        self.func_of = {}
         self.src, self.dst, self.typ = [], [], []
         self.exits = []
         self.entries = {}
@@ -81,7 +79,6 @@ class CfgBuilder:
 
     def reg(self, i):
         self.is_cfg[i] = 1
-        self.func_of[i] = self.fid
         if self.handlers and self.handlers[-1]:
             for h in self.handlers[-1]:
                 self.edge(i, h, EXC)
@@ -96,8 +93,21 @@ class CfgBuilder:
         return h(self, i, preds) if h is not None else self.simple(i, preds)
 
     def seq(self, idxs, preds):
+        get, kinds, is_cfg = self.dispatch.get, self.a.kinds, self.is_cfg
+        src, dst, typ = self.src, self.dst, self.typ
         for c in idxs:
-            preds = self.stmt(c, preds)
+            h = get(kinds[c])
+            if h is not None:
+                preds = h(self, c, preds)
+            elif self.handlers and self.handlers[-1]:
+                preds = self.simple(c, preds)
+            else:  # inlined `simple` for the common case: a plain statement outside try
+                is_cfg[c] = 1
+                for s, t in preds:
+                    src.append(s)
+                    dst.append(c)
+                    typ.append(t)
+                preds = [(c, NEXT)]
         return preds
 
     def block(self, i, preds):
@@ -114,7 +124,6 @@ class CfgBuilder:
         self.exit = self.next_id
         self.next_id += 1
         self.exits.append((self.exit, decl))
-        self.func_of[self.exit] = decl
         self.entries[decl] = entry
         self.frames = [_Frame("func")]
         self.handlers = []
@@ -368,7 +377,7 @@ def _java_dispatch(s):
 
 
 def _python_dispatch(s):
-    blocks = s.ids("block")
+    blocks = s.block_kinds
 
     def else_block(b, e):
         return _first_of(b, e, blocks) if e is not None else None
@@ -489,7 +498,7 @@ def build_cfgs(ast, spec, comprehension_kinds=frozenset()):
                 body = ch[-1] if len(ch) and k[ch[-1]] in (s.BLOCK, s.CONSTRUCTOR_BODY) else None
                 b.function(i, i, body)
     else:
-        blocks = s.ids("block")
+        blocks = s.block_kinds
         for i in funcs:
             kind = k[i]
             if kind == s.FUNCTION_DEFINITION:
@@ -504,7 +513,7 @@ def build_cfgs(ast, spec, comprehension_kinds=frozenset()):
                 ch = ast.children(i)
                 body = ch[-1] if len(ch) and k[ch[-1]] != s.LAMBDA_PARAMETERS else None
                 b.function(i, i, body, body_is_expr=True)
-        if comprehension_kinds:
+        if comprehension_kinds and not comprehension_kinds.isdisjoint(k):
             _place_comprehensions(b, ast, comprehension_kinds)
     return b
 
@@ -528,6 +537,5 @@ def _place_comprehensions(b, ast, comp_kinds):
         chain = cs + [owner]
         for c, nxt in zip(chain, chain[1:]):
             b.is_cfg[c] = 1
-            b.func_of[c] = b.func_of[owner]
             b.edge(c, c, BACK)
             b.edge(c, nxt, NEXT)

@@ -20,22 +20,22 @@ def _strip(b: bytes) -> str:
 
 
 class _Ctx:
-    __slots__ = ("a", "s", "owner", "events", "k", "par", "first", "start", "end", "src", "comp_defs")
+    __slots__ = ("a", "s", "owner", "events", "k", "par", "first", "start", "end", "src", "comp_defs", "labels")
 
-    def __init__(self, ast, spec, owner):
+    def __init__(self, ast, spec, owner, labels):
         self.a, self.s, self.owner = ast, spec, owner
         self.k, self.par, self.first = ast.kinds, ast.parent, ast.first
         self.start, self.end, self.src = ast.start, ast.end, ast.src
         self.events = []
         self.comp_defs = {}
+        self.labels = labels
 
     def add(self, node, var, flag, key):
-        o = self.owner[node]
-        if o >= 0:
-            self.events.append((o, key, flag, var, node))
+        # (owner, key, flag, node, var): sorts by statement, then evaluation order
+        self.events.append((self.owner[node], key, flag, node, var))
 
     def name(self, i):
-        return self.src[self.start[i]:self.end[i]].decode("utf-8", errors="replace")
+        return self.labels[i]
 
     def path(self, p, chain_kind, root_kinds):
         """Access-path text of ``p`` if it is names joined by dots, else None."""
@@ -212,7 +212,7 @@ def _scope_comprehension_uses(c: _Ctx, comp_kinds):
         return
     owner, par, k = c.owner, c.a.parent, c.k
     out = []
-    for o, key, flag, var, node in c.events:
+    for o, key, flag, node, var in c.events:
         if flag == USE and isinstance(var, str):
             comp = o
             while comp >= 0 and k[comp] in comp_kinds:
@@ -220,12 +220,14 @@ def _scope_comprehension_uses(c: _Ctx, comp_kinds):
                     var = (var, comp)
                     break
                 comp = owner[par[comp]] if par[comp] >= 0 else -1
-        out.append((o, key, flag, var, node))
+        out.append((o, key, flag, node, var))
     c.events = out
 
 
-def dfg_edges(ast, spec, cfg, comp_kinds=frozenset()):
-    """``(src, dst)`` lists of DFG edges (definition identifier -> use identifier)."""
+def dfg_edges(ast, spec, cfg, labels, comp_kinds=frozenset()):
+    """``(src, dst)`` lists of DFG edges (definition identifier -> use identifier).
+
+    ``labels[i]`` must be node i's source text for identifiers (as `build._labels` makes)."""
     k, par = ast.kinds, ast.parent
     ids = spec.identifier_kinds
     idents = [i for i, kind in enumerate(k) if kind in ids]
@@ -234,22 +236,23 @@ def dfg_edges(ast, spec, cfg, comp_kinds=frozenset()):
     is_cfg = cfg.is_cfg
     n = len(k)
     owner = [-1] * n
-    for i in range(n):
-        owner[i] = i if is_cfg[i] else (owner[par[i]] if i else -1)
-    c = _Ctx(ast, spec, owner)
+    # parents precede children; for the root, par = -1 reads owner[-1], still -1 at that point
+    for i, p, flag in zip(range(n), par, is_cfg):
+        owner[i] = i if flag else owner[p]
+    c = _Ctx(ast, spec, owner, labels)
     (_java_events if spec.name == "java" else _python_events)(c, idents)
     _scope_comprehension_uses(c, comp_kinds)
-    events = c.events
+    events = [e for e in c.events if e[0] >= 0]  # identifiers outside any function body
     if not events:
         return [], []
-    events.sort(key=_event_key)
+    events.sort()
     # Number definitions (bit = position among definitions); bitmask of all defs per variable.
     def_node, mask = [], {}
     for ev in events:
         if ev[2] != USE:
-            var = ev[3]
+            var = ev[4]
             mask[var] = mask.get(var, 0) | (1 << len(def_node))
-            def_node.append(ev[4])
+            def_node.append(ev[3])
     if not def_node:
         return [], []
     # gen/kill per CFG node: the statement's last definition of each variable survives.
@@ -257,7 +260,7 @@ def dfg_edges(ast, spec, cfg, comp_kinds=frozenset()):
     gen = [0] * size
     kill = [0] * size
     bit = 0
-    for o, _, flag, var, _ in events:
+    for o, _, flag, _, var in events:
         if flag == USE:
             continue
         if flag == DEF:
@@ -280,7 +283,7 @@ def dfg_edges(ast, spec, cfg, comp_kinds=frozenset()):
                 changed = True
     src, dst = [], []
     cur_owner, cur, bit = -1, 0, 0
-    for o, _, flag, var, node in events:
+    for o, _, flag, node, var in events:
         if o != cur_owner:
             cur_owner, cur = o, inn[o]
         if flag == USE:
@@ -297,6 +300,3 @@ def dfg_edges(ast, spec, cfg, comp_kinds=frozenset()):
             bit += 1
     return src, dst
 
-
-def _event_key(e):
-    return e[0], e[1], e[2], e[4]

@@ -48,7 +48,7 @@ class ProgramGraph:
 
     Attributes:
         language: ``"java"`` or ``"python"``.
-        node_kind: ``[N]`` int32 tree-sitter kind ids of ``language``; see ``kind_names``.
+        node_kind: ``[N]`` int64 tree-sitter kind ids of ``language``; see ``kind_names``.
         node_label: ``[N]`` object array of str: source text for leaves (identifiers,
             literals), the kind name for inner nodes (plus the operator for operator nodes).
         byte_span: ``[N, 2]`` int64 ``[start, end)`` byte offsets into ``source`` (UTF-8).

@@ -101,4 +101,7 @@ def get_spec(language: str) -> SimpleNamespace:
     for k in range(n):
         spec.text_label[k] = 1 if (k < root_id or names[k] in token_like) else 0
     spec.identifier_kinds = spec.ids("identifier")
+    spec.block_kinds = spec.ids("block")
+    spec.comprehension_kinds = spec.ids("list_comprehension", "set_comprehension", "dictionary_comprehension",
+                                        "generator_expression")  # empty for Java
     return spec
