@@ -61,15 +61,17 @@ def _find_unit(root, kinds):
     return None
 
 
-def _errors(root, offset: int, in_unit) -> list:
-    """(node, start, end, what) for ERROR nodes and MISSING tokens under ``root``."""
+def _errors(root, offset: int, limit: int, in_unit) -> list:
+    """(node, start, end, what) for ERROR nodes and MISSING tokens under ``root``; spans are
+    shifted by ``-offset`` and clamped to ``[0, limit]`` (the wrapper is not the user's text)."""
     out = []
     cursor = root.walk()
     while True:
         n = cursor.node
         if n.is_error or n.is_missing:
             what = "ERROR" if n.is_error else f"MISSING {n.type}"
-            out.append((in_unit.get(n.id, -1), max(n.start_byte - offset, 0), max(n.end_byte - offset, 0), what))
+            out.append((in_unit.get(n.id, -1), min(max(n.start_byte - offset, 0), limit),
+                        min(max(n.end_byte - offset, 0), limit), what))
         if n.has_error and cursor.goto_first_child():
             continue
         while not cursor.goto_next_sibling():
@@ -170,7 +172,7 @@ def _build(source, language, granularity, max_nodes, normalize_labels):
     errors = []
     if unit.has_error:
         in_unit = {node.id: i for i, node in enumerate(ast.nodes)}
-        errors = _errors(unit, offset, in_unit)
+        errors = _errors(unit, offset, len(raw), in_unit)
     graph = ProgramGraph(language=language, node_kind=node_kind, node_label=labels, byte_span=byte_span,
                          edge_index=edge_index, edge_type=edge_type, kind_names=spec.kind_names,
                          source=text, errors=errors, num_nodes_before_truncation=n)
