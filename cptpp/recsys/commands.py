@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from cptpp.config import add_dataclass_options, build_configs, check_range, load_json_config
-from cptpp.recsys.task import MODELS, RecConfig
+from cptpp.recsys.task import MODELS, RecConfig, RecTask
 from cptpp.train.loop import TrainConfig
 
 
@@ -38,6 +38,27 @@ def add_commands(sub) -> None:
     add_dataclass_options(p, *CONFIG_CLASSES, skip=("epochs",))
     p.set_defaults(func=run_train)
 
+    p = sub.add_parser("pretrain", help="CPTPP stage 1: contrastive pre-training only; saves a reusable encoder",
+                       description="Pre-train a LightGCN encoder with a contrastive objective alone "
+                                   "(no recommendation loss) and save it to --out for `cptpp prompt-tune`.")
+    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
+    p.add_argument("--objective", required=True, choices=("sgl", "simgcl", "xsimgcl"))
+    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="pre-training epochs (default 10)")
+    add_dataclass_options(p, *CONFIG_CLASSES, skip=("epochs", "model", "mode"))
+    p.set_defaults(func=run_pretrain)
+
+    from cptpp.recsys.prompt_tuning import PromptTuneConfig
+
+    p = sub.add_parser("prompt-tune", help="CPTPP stage 2: personalized prompts on a frozen pre-trained encoder",
+                       description="Generate user prompts from profiles (historical, factorization, high_order), "
+                                   "fuse them with the pre-trained user embeddings and train with BPR.")
+    p.add_argument("--pretrained", required=True, help="directory written by `cptpp pretrain`")
+    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
+    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="training epochs (default 20)")
+    p.add_argument("--device", default="auto")
+    add_dataclass_options(p, PromptTuneConfig, TrainConfig, skip=("epochs",))
+    p.set_defaults(func=run_prompt_tune)
+
 
 def load_data(cfg: DataConfig, progress: bool = True):
     from cptpp.recsys.datasets import load_dataset
@@ -46,16 +67,25 @@ def load_data(cfg: DataConfig, progress: bool = True):
                         rating_threshold=cfg.rating_threshold, kcore=cfg.kcore, progress=progress)
 
 
-def run_train(args) -> int:
+def _cli_values(args, drop=("func", "command", "config", "objective", "pretrained", "device")) -> dict:
+    return {k: v for k, v in vars(args).items() if k not in drop}
+
+
+def _default_out(*parts: str) -> str:
+    return "runs/" + "-".join(p.replace("/", "_") for p in parts) + time.strftime("-%Y%m%d-%H%M%S")
+
+
+def _train_recommender(args, forced: dict) -> tuple[dict, RecTask, TrainConfig]:
     from cptpp.recsys.task import RecTask, count_parameters
     from cptpp.train import fit, resolve_device, seed_everything
 
     file_values = load_json_config(args.config) if args.config else {}
-    cli = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
+    cli = _cli_values(args, drop=("func", "command", "config", "objective"))
+    cli.update(forced)
     data_cfg, rec_cfg, train_cfg = build_configs(CONFIG_CLASSES, file_values, cli,
                                                  source=args.config or "command line")
     if train_cfg.out is None:
-        train_cfg.out = f"runs/{data_cfg.dataset.replace('/', '_')}-{rec_cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+        train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.model, rec_cfg.mode)
     device = resolve_device(data_cfg.device)
     t0 = time.perf_counter()
     data = load_data(data_cfg, progress=train_cfg.progress)
@@ -69,6 +99,51 @@ def run_train(args) -> int:
     results = fit(task, train_cfg, run_config={
         "data": asdict(data_cfg), "model": asdict(rec_cfg), "dataset_stats": s})
     print(format_results(results, rec_cfg.ks))
+    return results, task, train_cfg
+
+
+def run_train(args) -> int:
+    _train_recommender(args, {})
+    return 0
+
+
+def run_pretrain(args) -> int:
+    from cptpp.recsys.prompt_tuning import save_pretrained
+
+    forced = {"model": args.objective, "mode": "pretrain"}
+    if args.epochs is None:
+        forced["epochs"] = 10  # the reference code's pre-training length
+    _, task, train_cfg = _train_recommender(args, forced)
+    path = save_pretrained(task.model, train_cfg.out)
+    print(f"pre-trained encoder saved to {path}")
+    return 0
+
+
+def run_prompt_tune(args) -> int:
+    from cptpp.recsys.prompt_tuning import PromptTuneConfig, PromptTuningTask, load_pretrained
+    from cptpp.recsys.task import count_parameters
+    from cptpp.train import fit, resolve_device, seed_everything
+
+    encoder, pre_cfg = load_pretrained(args.pretrained)
+    file_values = load_json_config(args.config) if args.config else {}
+    tune_cfg, train_cfg = build_configs((PromptTuneConfig, TrainConfig), file_values, _cli_values(args),
+                                        source=args.config or "command line")
+    data_cfg = DataConfig(**{**pre_cfg["data"], "device": args.device})
+    if train_cfg.out is None:
+        train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.mode)
+    device = resolve_device(args.device)
+    data = load_data(data_cfg, progress=train_cfg.progress)
+    seed_everything(train_cfg.seed)
+    task = PromptTuningTask(encoder, data, tune_cfg, device)
+    print(f"CPTPP-{tune_cfg.prompt} ({tune_cfg.mode}, tune={tune_cfg.tune}): "
+          f"{count_parameters(task.model):,} trainable parameters, run dir {train_cfg.out}", file=sys.stderr)
+    if tune_cfg.mode == "official-code":
+        print("mode=official-code: prompt layers stay untrained and the best epoch is chosen on TEST, "
+              "as in the reference implementation; do not report these as validated results", file=sys.stderr)
+    results = fit(task, train_cfg, run_config={"data": asdict(data_cfg), "prompt_tuning": asdict(tune_cfg),
+                                               "pretrained": str(args.pretrained),
+                                               "pretrained_model": pre_cfg.get("model")})
+    print(format_results(results, tune_cfg.ks))
     return 0
 
 

@@ -108,7 +108,7 @@ class RecTask:
     def batches(self, epoch: int, generator: torch.Generator):
         self.objective.start_epoch(generator)
         it = bpr_batches(self.train_pairs, self.cfg.batch_size, self.sampler, generator)
-        return _Sized(it, num_bpr_batches(len(self.train_pairs), self.cfg.batch_size))
+        return SizedIterable(it, num_bpr_batches(len(self.train_pairs), self.cfg.batch_size))
 
     def loss(self, batch) -> torch.Tensor:
         users, pos, neg = batch
@@ -136,7 +136,7 @@ class RecTask:
                                    block_size=self.cfg.eval_block)
 
 
-class _Sized:
+class SizedIterable:
     """An iterator with a known length (for the progress bar)."""
 
     def __init__(self, it, n: int):
