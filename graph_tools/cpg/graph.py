@@ -25,12 +25,12 @@ class EdgeType(enum.IntEnum):
         return EdgeType.CFG_NEXT <= self <= EdgeType.CFG_EXCEPTION
 
 
-# Graphviz colours, one per edge kind (AST grey so the flow edges stand out).
+# One colour per edge kind; the names are valid in both Graphviz and matplotlib.
 EDGE_COLORS = {
-    EdgeType.AST: "gray70",
+    EdgeType.AST: "gray",
     EdgeType.CFG_NEXT: "black",
     EdgeType.CFG_TRUE: "forestgreen",
-    EdgeType.CFG_FALSE: "red3",
+    EdgeType.CFG_FALSE: "red",
     EdgeType.CFG_BACK: "purple",
     EdgeType.CFG_EXCEPTION: "darkorange",
     EdgeType.DFG: "blue",
