@@ -259,3 +259,27 @@ def test_apply_twice_is_an_error():
     model = adapted(tiny_mamba(), lora_targets=["x_proj"])
     with pytest.raises(ConfigError, match="already has"):
         apply_mamba_peft(model, MambaPeftConfig(lora_targets=["x_proj"]))
+
+
+def test_attention_mask_is_applied_like_transformers():
+    base = tiny_mamba()
+    model = adapted(base, lora_targets=["x_proj"], scan_states=2)
+    mask = torch.ones_like(IDS)
+    mask[0, :4] = 0  # left padding in the first row
+    torch.testing.assert_close(logits(model, IDS, attention_mask=mask, use_cache=False),
+                               logits(base, IDS, attention_mask=mask, use_cache=False), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(logits(model, IDS, attention_mask=mask), logits(model, IDS))
+
+
+def test_cptpp_scan_without_adapters_equals_transformers_and_trains_everything():
+    from cptpp.peft.mamba import use_cptpp_scan
+
+    base = tiny_mamba()
+    model = use_cptpp_scan(copy.deepcopy(base)).requires_grad_(True)
+    torch.testing.assert_close(logits(model, IDS), logits(base, IDS), rtol=1e-5, atol=1e-5)
+    model.train()
+    base.train()
+    model(IDS, labels=IDS).loss.backward()
+    base(IDS, labels=IDS).loss.backward()
+    for (k, p), q in zip(model.named_parameters(), base.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=k)

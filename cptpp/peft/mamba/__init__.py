@@ -14,10 +14,12 @@ from cptpp.peft.mamba.adapters import (
     mamba_peft_state_dict,
     merge_mamba_peft,
     save_mamba_peft,
+    use_cptpp_scan,
 )
 from cptpp.peft.mamba.scan import selective_scan
 
 __all__ = [
     "LORA_TARGETS", "PARTIAL_TARGETS", "MambaPeftConfig", "ParamCount", "apply_mamba_peft", "count_parameters",
     "load_mamba_peft", "mamba_peft_state_dict", "merge_mamba_peft", "save_mamba_peft", "selective_scan",
+    "use_cptpp_scan",
 ]

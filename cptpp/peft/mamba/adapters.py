@@ -111,8 +111,9 @@ class LoraDelta(nn.Module):
 class MixerPeft(nn.Module):
     """Adapter parameters of one Mamba mixer (attached as ``mixer.mamba_peft``)."""
 
-    def __init__(self, mixer: MambaMixer, cfg: MambaPeftConfig, generator: torch.Generator):
+    def __init__(self, mixer: MambaMixer, cfg: MambaPeftConfig | None, generator: torch.Generator):
         super().__init__()
+        cfg = cfg or _NO_METHOD
         d, n, r = mixer.intermediate_size, mixer.ssm_state_size, mixer.time_step_rank
         hidden, k = mixer.hidden_size, mixer.conv_kernel_size
         shapes = {"in_proj": (2 * d, hidden), "in_proj_x": (d, hidden), "in_proj_z": (d, hidden),
@@ -199,6 +200,17 @@ class MixerPeft(nn.Module):
 
     def out_proj_weight(self, mixer: MambaMixer) -> torch.Tensor:
         return self._lora("out_proj", mixer.out_proj.weight)
+
+
+class _NoMethod:
+    """Stands in for a config with every method off (``use_cptpp_scan``)."""
+
+    lora_targets: list = []
+    partial_targets: list = []
+    lora_rank, lora_scale, scan_states, affix_tokens = 1, 1.0, 0, 0
+
+
+_NO_METHOD = _NoMethod()
 
 
 def w_dtype(mixer: MambaMixer) -> torch.dtype:
@@ -304,6 +316,20 @@ def apply_mamba_peft(model: nn.Module, cfg: MambaPeftConfig) -> nn.Module:
             if isinstance(m, MambaRMSNorm):
                 m.weight.requires_grad_(True)
     model.mamba_peft_config = cfg
+    return model
+
+
+def use_cptpp_scan(model: nn.Module) -> nn.Module:
+    """Run every mixer through this module's forward with no adapter (e.g. for full fine-tuning).
+
+    Same outputs as transformers' reference path, but its backward is linear in the sequence length:
+    the reference path indexes ``discrete_A[:, :, t]`` per step, whose backward fills a full-size zero
+    gradient each time (quadratic). Leaves ``requires_grad`` as it was.
+    """
+    for mixer in _mixers(model):
+        if not isinstance(mixer, PeftMambaMixer):
+            mixer.mamba_peft = MixerPeft(mixer, None, torch.Generator())
+            mixer.__class__ = PeftMambaMixer
     return model
 
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 from transformers import MambaConfig, MambaForCausalLM
 
-from cptpp.peft.mamba.adapters import MambaPeftConfig, apply_mamba_peft, count_parameters
+from cptpp.peft.mamba.adapters import MambaPeftConfig, apply_mamba_peft, count_parameters, use_cptpp_scan
 from cptpp.peft.multiple_choice import (
     ByteTokenizer,
     MCExample,
@@ -134,6 +134,7 @@ class TextLMTask:
 def pretrain_tiny(base: Base, splits: dict[str, list[MCExample]], *, epochs: int = 2, lr: float = 3e-3,
                   max_len: int = 128, seed: int = 0) -> dict[str, Any]:
     """Brief LM training of the tiny base on the fine-tuning half's prompts (no answers, no test texts)."""
+    use_cptpp_scan(base.model)
     texts = [context_text(ex) for ex in splits["train"]]
     n_valid = max(1, len(texts) // 10)
     task = TextLMTask(base.model, base.tokenizer, texts[n_valid:], texts[:n_valid], pad_id=base.pad_id,
@@ -146,7 +147,7 @@ def finetune(base: Base, splits: dict[str, list[MCExample]], peft: MambaPeftConf
     """Fine-tune a copy of ``base.model`` (fully when ``peft`` is None); returns fit's results plus parameter counts."""
     model = copy.deepcopy(base.model)
     if peft is None:
-        model.requires_grad_(True)
+        use_cptpp_scan(model).requires_grad_(True)
     else:
         apply_mamba_peft(model, peft)
     count = count_parameters(model)
