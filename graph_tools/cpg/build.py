@@ -191,14 +191,18 @@ def _labels(ast, spec, normalize=False):
            for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
     ops = spec.operator_kinds
     for i in ([i for i, k in enumerate(kinds) if k in ops] if not ops.isdisjoint(kinds) else ()):
-        # operator = the node's text outside its named children, e.g. "+", "+=", "not in"
-        pos, pieces = start[i], []
-        for c in range(first[i], first[i + 1]):
-            pieces.append(src[pos:start[c]])
-            pos = end[c]
-        pieces.append(src[pos:end[i]])
-        op = b" ".join(x.strip() for x in pieces if x.strip()).decode("utf-8", errors="replace")
-        out[i] = f"{out[i]} {op}"
+        # operator = the node's text outside its named children, e.g. "+", "+=", "not in":
+        # the gap(s) between children, or the prefix/suffix of a one-operand node
+        a, b = first[i], first[i + 1]
+        if b - a == 2:
+            op = src[end[a]:start[b - 1]].strip()
+        elif b - a > 2:
+            op = b" ".join(src[end[c]:start[c + 1]].strip() for c in range(a, b - 1))
+        elif b - a == 1:
+            op = (src[start[i]:start[a]] + src[end[a]:end[i]]).strip()
+        else:
+            op = src[start[i]:end[i]].strip()
+        out[i] = out[i] + " " + op.decode("utf-8", errors="replace")
     if normalize:
         out = [" ".join(normalize_label(x)) or x for x in out]
     return out

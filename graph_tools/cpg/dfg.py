@@ -50,6 +50,7 @@ class _Ctx:
 
 def _java_events(c: _Ctx, idents):
     s, k, par, first, end, start = c.s, c.k, c.par, c.first, c.end, c.start
+    ev, owner, labels = c.events.append, c.owner, c.labels
     FA, MI, IDK = s.FIELD_ACCESS, s.METHOD_INVOCATION, s.identifier_kinds
     roots = {s.IDENTIFIER, s.THIS}
     skip = {s.LABELED_STATEMENT, s.BREAK_STATEMENT, s.CONTINUE_STATEMENT, s.METHOD_DECLARATION,
@@ -66,23 +67,23 @@ def _java_events(c: _Ctx, idents):
         qk = k[q]
         if qk == ASSIGN and x == first[q]:
             if nodes[q].child(1).type != "=":
-                c.add(node, var, USE, start[node])
-            c.add(node, var, DEF, end[q])
+                ev((owner[node], start[node], USE, node, var))
+            ev((owner[node], end[q], DEF, node, var))
         elif qk == UPDATE:
-            c.add(node, var, USE, start[node])
-            c.add(node, var, DEF, end[q])
+            ev((owner[node], start[node], USE, node, var))
+            ev((owner[node], end[q], DEF, node, var))
         elif qk == ARRAY and x == first[q] and k[par[q]] == ASSIGN and q == first[par[q]]:
-            c.add(node, var, USE, start[node])
-            c.add(node, var, WEAK, end[par[q]])
+            ev((owner[node], start[node], USE, node, var))
+            ev((owner[node], end[par[q]], WEAK, node, var))
         else:
-            c.add(node, var, USE, start[node])
+            ev((owner[node], start[node], USE, node, var))
 
     for i in idents:
         p = par[i]
         pk = k[p]
         if pk == FA:
             if i == first[p]:
-                c.add(i, c.name(i), USE, start[i])
+                ev((owner[i], start[i], USE, i, labels[i]))
                 continue
             g = par[p]
             if k[g] == FA and p == first[g]:
@@ -94,17 +95,17 @@ def _java_events(c: _Ctx, idents):
             nxt = i + 1
             if nxt < c.first[p + 1] and k[nxt] in (s.ARGUMENT_LIST, s.TYPE_ARGUMENTS):
                 continue  # the method name
-            c.add(i, c.name(i), USE, start[i])
+            ev((owner[i], start[i], USE, i, labels[i]))
         elif pk == s.VARIABLE_DECLARATOR:
             if i == first[p]:
                 if c.first[p + 1] - first[p] > 1:  # `int b;` declares without defining
-                    c.add(i, c.name(i), DEF, end[p])
+                    ev((owner[i], end[p], DEF, i, labels[i]))
             else:
-                role(i, c.name(i), i)
+                role(i, labels[i], i)
         elif pk in param_like:
-            c.add(i, c.name(i), DEF, start[i])
+            ev((owner[i], start[i], DEF, i, labels[i]))
         elif pk == s.LAMBDA_EXPRESSION and i == first[p]:
-            c.add(i, c.name(i), DEF, start[i])
+            ev((owner[i], start[i], DEF, i, labels[i]))
         elif pk == s.ENHANCED_FOR_STATEMENT or pk == s.RESOURCE:
             j = first[p]
             if pk == s.RESOURCE:
@@ -113,17 +114,18 @@ def _java_events(c: _Ctx, idents):
                 while k[j] not in IDK:
                     j += 1
             if i == j:
-                c.add(i, c.name(i), DEF, end[p])
+                ev((owner[i], end[p], DEF, i, labels[i]))
             else:
-                c.add(i, c.name(i), USE, start[i])
+                ev((owner[i], start[i], USE, i, labels[i]))
         elif pk in skip:
             continue
         else:
-            role(i, c.name(i), i)
+            role(i, labels[i], i)
 
 
 def _python_events(c: _Ctx, idents):
     s, k, par, first, end, start = c.s, c.k, c.par, c.first, c.end, c.start
+    ev, owner, labels = c.events.append, c.owner, c.labels
     ATTR, CALL = s.ATTRIBUTE, s.CALL
     roots = s.identifier_kinds
     containers = {s.PATTERN_LIST, s.EXPRESSION_LIST, s.TUPLE, s.LIST, s.PARENTHESIZED_EXPRESSION,
@@ -145,29 +147,29 @@ def _python_events(c: _Ctx, idents):
                 c.comp_defs.setdefault(par[q], set()).add(var)
                 c.add(node, (var, par[q]), DEF, end[q])
             else:
-                c.add(node, var, DEF, end[q])
+                ev((owner[node], end[q], DEF, node, var))
         elif qk == AUG and y == first[q]:
-            c.add(node, var, USE, start[node])
-            c.add(node, var, DEF, end[q])
+            ev((owner[node], start[node], USE, node, var))
+            ev((owner[node], end[q], DEF, node, var))
         elif qk == s.AS_PATTERN_TARGET:
-            c.add(node, var, DEF, end[q])
+            ev((owner[node], end[q], DEF, node, var))
         elif qk == SUB and y == first[q]:
             # a[i] = v: weak definition of a when the subscript is an assignment target
             z, r = q, par[q]
             while r >= 0 and k[r] in containers:
                 z, r = r, par[r]
-            c.add(node, var, USE, start[node])
+            ev((owner[node], start[node], USE, node, var))
             if r >= 0 and k[r] in (s.ASSIGNMENT, AUG) and z == first[r]:
-                c.add(node, var, WEAK, end[r])
+                ev((owner[node], end[r], WEAK, node, var))
         else:
-            c.add(node, var, USE, start[node])
+            ev((owner[node], start[node], USE, node, var))
 
     for i in idents:
         p = par[i]
         pk = k[p]
         if pk == ATTR:
             if i == first[p]:
-                c.add(i, c.name(i), USE, start[i])
+                ev((owner[i], start[i], USE, i, labels[i]))
                 continue
             g = par[p]
             if k[g] == CALL and p == first[g]:
@@ -178,32 +180,32 @@ def _python_events(c: _Ctx, idents):
             if var is not None:
                 role(p, var, i)
         elif pk in params:
-            c.add(i, c.name(i), DEF, start[i])
+            ev((owner[i], start[i], DEF, i, labels[i]))
         elif pk in first_is_param:
             if i == first[p]:
-                c.add(i, c.name(i), DEF, start[i])
+                ev((owner[i], start[i], DEF, i, labels[i]))
             else:
-                c.add(i, c.name(i), USE, start[i])
+                ev((owner[i], start[i], USE, i, labels[i]))
         elif pk in splats and (k[par[p]] in params or k[par[p]] in first_is_param):
-            c.add(i, c.name(i), DEF, start[i])
+            ev((owner[i], start[i], DEF, i, labels[i]))
         elif pk == s.KEYWORD_ARGUMENT and i == first[p]:
             continue
         elif (pk == s.FUNCTION_DEFINITION or pk == s.CLASS_DEFINITION) and i == first[p]:
-            c.add(i, c.name(i), DEF, start[i])
+            ev((owner[i], start[i], DEF, i, labels[i]))
         elif pk == s.DOTTED_NAME:
             g = par[p]
             gk = k[g]
             if gk == s.IMPORT_STATEMENT or (gk == s.IMPORT_FROM_STATEMENT and p != first[g]):
                 if i == first[p]:
-                    c.add(i, c.name(i), DEF, end[g])
+                    ev((owner[i], end[g], DEF, i, labels[i]))
             elif gk not in (s.ALIASED_IMPORT, s.IMPORT_FROM_STATEMENT):
-                c.add(i, c.name(i), USE, start[i])
+                ev((owner[i], start[i], USE, i, labels[i]))
         elif pk == s.ALIASED_IMPORT:
-            c.add(i, c.name(i), DEF, end[p])
+            ev((owner[i], end[p], DEF, i, labels[i]))
         elif pk in skip:
             continue
         else:
-            role(i, c.name(i), i)
+            role(i, labels[i], i)
 
 
 def _scope_comprehension_uses(c: _Ctx, comp_kinds):
