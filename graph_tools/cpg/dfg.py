@@ -60,13 +60,12 @@ def _java_events(c: _Ctx, idents):
             s.COMPACT_CONSTRUCTOR_DECLARATION}
     param_like = {s.FORMAL_PARAMETER, s.CATCH_FORMAL_PARAMETER, s.INFERRED_PARAMETERS}
     ASSIGN, UPDATE, ARRAY = s.ASSIGNMENT_EXPRESSION, s.UPDATE_EXPRESSION, s.ARRAY_ACCESS
-    nodes = c.a.nodes
 
     def role(x, var, node):
         q = par[x]
         qk = k[q]
         if qk == ASSIGN and x == first[q]:
-            if nodes[q].child(1).type != "=":
+            if not labels[q].endswith(" ="):  # compound assignment (+= ...) also reads
                 ev((owner[node], start[node], USE, node, var))
             ev((owner[node], end[q], DEF, node, var))
         elif qk == UPDATE:
