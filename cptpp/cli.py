@@ -15,6 +15,8 @@ from cptpp.config import ConfigError
 COMMAND_MODULES = [
     "cptpp.recsys.commands",
     "cptpp.recsys.data_commands",
+    "cptpp.code.commands",
+    "cptpp.peft.mamba_commands",
 ]
 
 

@@ -71,3 +71,19 @@ def test_config_file_errors(tmp_path, capsys):
     assert main(["train", "--config", str(unknown)]) == 2
     err = capsys.readouterr().err
     assert "learning_rate" in err and "valid keys" in err and "lr" in err
+
+
+def test_pretrain_then_prompt_tune(ratings_csv, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    common = ["--dim", "8", "--batch-size", "64", "--progress", "false"]
+    assert main(["pretrain", "--dataset", str(ratings_csv), "--objective", "simgcl", "--epochs", "1",
+                 "--rating-threshold", "0", "--out", str(pre), *common]) == 0
+    assert (pre / "encoder.pt").exists()
+    assert json.loads((pre / "config.json").read_text())["model"]["mode"] == "pretrain"
+    out = tmp_path / "tuned"
+    assert main(["prompt-tune", "--pretrained", str(pre), "--prompt", "historical", "--epochs", "1",
+                 "--hidden", "16", "--batch-size", "64", "--progress", "false", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert "recall@20" in res["test"]
+    assert main(["prompt-tune", "--pretrained", str(pre), "--prompt", "nope"]) == 2
+    assert "historical, factorization, high_order" in capsys.readouterr().err

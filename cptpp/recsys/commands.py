@@ -6,8 +6,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from cptpp.config import add_dataclass_options, build_configs, check_range, load_json_config
-from cptpp.recsys.task import MODELS, RecConfig, RecTask
-from cptpp.train.loop import TrainConfig
+from cptpp.recsys.config import MODELS, PromptTuneConfig, RecConfig
+from cptpp.train.config import TrainConfig
 
 
 @dataclass
@@ -47,8 +47,6 @@ def add_commands(sub) -> None:
     add_dataclass_options(p, *CONFIG_CLASSES, skip=("epochs", "model", "mode"))
     p.set_defaults(func=run_pretrain)
 
-    from cptpp.recsys.prompt_tuning import PromptTuneConfig
-
     p = sub.add_parser("prompt-tune", help="CPTPP stage 2: personalized prompts on a frozen pre-trained encoder",
                        description="Generate user prompts from profiles (historical, factorization, high_order), "
                                    "fuse them with the pre-trained user embeddings and train with BPR.")
@@ -75,7 +73,7 @@ def _default_out(*parts: str) -> str:
     return "runs/" + "-".join(p.replace("/", "_") for p in parts) + time.strftime("-%Y%m%d-%H%M%S")
 
 
-def _train_recommender(args, forced: dict) -> tuple[dict, RecTask, TrainConfig]:
+def _train_recommender(args, forced: dict) -> tuple:
     from cptpp.recsys.task import RecTask, count_parameters
     from cptpp.train import fit, resolve_device, seed_everything
 
@@ -120,7 +118,7 @@ def run_pretrain(args) -> int:
 
 
 def run_prompt_tune(args) -> int:
-    from cptpp.recsys.prompt_tuning import PromptTuneConfig, PromptTuningTask, load_pretrained
+    from cptpp.recsys.prompt_tuning import PromptTuningTask, load_pretrained
     from cptpp.recsys.task import count_parameters
     from cptpp.train import fit, resolve_device, seed_everything
 

@@ -15,56 +15,23 @@ model config), ``results.json`` and ``encoder.pt`` (the LightGCN state + its sha
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cptpp.config import ConfigError, check_choice, check_range
+from cptpp.config import ConfigError, check_choice
+from cptpp.recsys.config import PromptTuneConfig  # noqa: F401 (re-exported)
 from cptpp.io import save_torch
 from cptpp.recsys.encoders import LightGCN
 from cptpp.recsys.evaluation import evaluate_embeddings
 from cptpp.recsys.interactions import Interactions
 from cptpp.recsys.objectives import bpr_loss, l2_penalty
-from cptpp.recsys.prompts import (FUSIONS, PROMPTS, PromptGenerator, high_order_profile,
+from cptpp.recsys.prompts import (PromptGenerator, high_order_profile,
                                   historical_profile, interaction_graph, make_fusion, nmf)
 from cptpp.recsys.sampling import NegativeSampler, bpr_batches, num_bpr_batches
 from cptpp.recsys.task import SizedIterable
 from graph_tools.sparse import normalized_bipartite_graph
-
-TUNES = ("prompt", "prompt+items", "all")
-MODES = ("paper", "official-code")
-
-
-@dataclass
-class PromptTuneConfig:
-    prompt: str = "high_order"
-    fusion: str = "concat_mlp"
-    tune: str | None = None  # paper: "prompt"; official-code: "all"
-    mode: str = "paper"
-    hidden: int = 256
-    batch_size: int = 2048
-    l2: float = 1e-4
-    nmf_iters: int = 200
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    eval_block: int = 2048
-
-    def __post_init__(self):
-        check_choice("prompt", self.prompt, PROMPTS)
-        check_choice("fusion", self.fusion, FUSIONS)
-        check_choice("mode", self.mode, MODES)
-        if self.tune is None:
-            self.tune = "all" if self.mode == "official-code" else "prompt"
-        check_choice("tune", self.tune, TUNES)
-        if self.mode == "official-code" and (self.tune != "all" or self.fusion != "concat_mlp"):
-            raise ConfigError("mode=official-code reproduces the reference code: it trains the whole "
-                              "encoder (tune=all) with concat_mlp fusion")
-        check_range("hidden", self.hidden, 1)
-        check_range("batch_size", self.batch_size, 1)
-        check_range("l2", self.l2, 0)
-        check_range("nmf_iters", self.nmf_iters, 1)
-
 
 # --------------------------------------------------------------------------- artifacts
 

@@ -19,8 +19,7 @@ from torch import nn
 
 from graph_tools.sparse import SparseGraph, propagate
 
-PROMPTS = ("historical", "factorization", "high_order")
-FUSIONS = ("concat_mlp", "add")
+from cptpp.recsys.config import FUSIONS, PROMPTS  # noqa: F401
 
 
 def interaction_graph(train_csr: sp.spmatrix, device="cpu") -> SparseGraph:

@@ -1,0 +1,108 @@
+"""Recommendation configs (dataclasses; no torch import, so the CLI parser builds fast)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cptpp.config import ConfigError, check_choice, check_range
+
+PROMPTS = ("historical", "factorization", "high_order")
+FUSIONS = ("concat_mlp", "add")
+
+MODELS = ("mf", "lightgcn", "sgl", "simgcl", "xsimgcl")
+MODES = ("joint", "pretrain")
+
+# Per-model defaults for fields left as None: the reference settings of each paper / SELFRec.
+MODEL_DEFAULTS = {
+    "mf": dict(layers=0),
+    "lightgcn": dict(layers=3),
+    "sgl": dict(layers=3, cl_weight=0.1, tau=0.2),
+    "simgcl": dict(layers=2, cl_weight=0.5, tau=0.2, eps=0.1),
+    "xsimgcl": dict(layers=2, cl_weight=0.2, tau=0.15, eps=0.2),
+}
+
+
+@dataclass
+class RecConfig:
+    """Model and objective hyperparameters (``None`` = the model's default from MODEL_DEFAULTS)."""
+
+    model: str = "lightgcn"
+    mode: str = "joint"
+    dim: int = 64
+    layers: int | None = None
+    batch_size: int = 2048
+    l2: float = 1e-4
+    cl_weight: float | None = None
+    tau: float | None = None
+    eps: float | None = None
+    drop_ratio: float = 0.1
+    sgl_aug: str = "ed"
+    cl_layer: int = 1
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    eval_block: int = 2048
+
+    def __post_init__(self):
+        check_choice("model", self.model, MODELS)
+        check_choice("mode", self.mode, MODES)
+        check_choice("sgl_aug", self.sgl_aug, ("ed", "nd", "rw"))
+        for key, value in MODEL_DEFAULTS[self.model].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        for key in ("cl_weight", "tau", "eps"):
+            if getattr(self, key) is None:
+                setattr(self, key, 0.0)
+        check_range("dim", self.dim, 1)
+        check_range("layers", self.layers, 0)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("l2", self.l2, 0)
+        check_range("drop_ratio", self.drop_ratio, 0)
+        if self.drop_ratio >= 1:
+            raise ConfigError(f"drop_ratio={self.drop_ratio} must be < 1")
+        if self.model == "mf" and self.layers != 0:
+            raise ConfigError("model=mf has no propagation; use model=lightgcn for layers > 0")
+        if self.model in ("sgl", "simgcl", "xsimgcl"):
+            check_range("tau", self.tau, 0, lo_open=True)
+            if self.layers < 1:
+                raise ConfigError(f"model={self.model} needs layers >= 1")
+        if self.model == "xsimgcl" and not 1 <= self.cl_layer <= self.layers:
+            raise ConfigError(f"cl_layer={self.cl_layer} must be in [1, layers={self.layers}]")
+        if self.mode == "pretrain" and self.model in ("mf", "lightgcn"):
+            raise ConfigError(f"mode=pretrain needs a contrastive model (sgl, simgcl, xsimgcl), not {self.model}")
+        if not self.ks or min(self.ks) < 1:
+            raise ConfigError(f"ks={self.ks} must be a non-empty list of positive cutoffs")
+
+    @property
+    def objective(self) -> str:
+        return "bpr" if self.model in ("mf", "lightgcn") else self.model
+
+
+TUNES = ("prompt", "prompt+items", "all")
+PROMPT_MODES = ("paper", "official-code")
+
+
+@dataclass
+class PromptTuneConfig:
+    prompt: str = "high_order"
+    fusion: str = "concat_mlp"
+    tune: str | None = None  # paper: "prompt"; official-code: "all"
+    mode: str = "paper"
+    hidden: int = 256
+    batch_size: int = 2048
+    l2: float = 1e-4
+    nmf_iters: int = 200
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    eval_block: int = 2048
+
+    def __post_init__(self):
+        check_choice("prompt", self.prompt, PROMPTS)
+        check_choice("fusion", self.fusion, FUSIONS)
+        check_choice("mode", self.mode, PROMPT_MODES)
+        if self.tune is None:
+            self.tune = "all" if self.mode == "official-code" else "prompt"
+        check_choice("tune", self.tune, TUNES)
+        if self.mode == "official-code" and (self.tune != "all" or self.fusion != "concat_mlp"):
+            raise ConfigError("mode=official-code reproduces the reference code: it trains the whole "
+                              "encoder (tune=all) with concat_mlp fusion")
+        check_range("hidden", self.hidden, 1)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("l2", self.l2, 0)
+        check_range("nmf_iters", self.nmf_iters, 1)
