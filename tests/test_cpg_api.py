@@ -73,6 +73,15 @@ def test_labels_keep_identifier_text_and_operator():
     assert {"augmented_assignment +=", "comparison_operator not in"} <= set(gp.node_label.tolist())
 
 
+def test_non_ascii_source_spans_are_utf8_bytes_and_labels_text():
+    g = build_cpg('def f(é):\n    s = "ü" + é\n    return s\n', "python")
+    ids = [i for i in range(g.num_nodes) if g.node_type[i] == "identifier"]
+    assert sorted(g.node_label[i] for i in ids) == sorted(["f", "é", "s", "é", "s"])
+    assert all(g.node_text(i) == g.node_label[i] for i in ids)
+    names = {(g.node_label[s], g.line_span[s][0], g.node_label[d], g.line_span[d][0]) for s, d in g.edges(EdgeType.DFG)}
+    assert names == {("é", 0, "é", 1), ("s", 1, "s", 2)}
+
+
 def test_normalize_label_splits_identifiers():
     assert normalize_label("getHTTPResponse_code2") == ("get", "http", "response", "code", "2")
     assert normalize_label("snake_case_name") == ("snake", "case", "name")

@@ -187,8 +187,13 @@ def _labels(ast, spec, normalize=False):
     (``"binary_expression +"``). Exits are labelled ``<exit>`` by the caller."""
     names, first, src, kinds, text_label = spec.label_names, ast.first, ast.src, ast.kinds, spec.text_label
     start, end = ast.start, ast.end
-    out = [src[a:b].decode("utf-8", errors="replace") if text_label[k] and f == g else names[k]
-           for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
+    if src.isascii():  # the usual case: str slices by byte offset, no decode per token
+        text = src.decode("ascii")
+        out = [text[a:b] if text_label[k] and f == g else names[k]
+               for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
+    else:
+        out = [src[a:b].decode("utf-8", errors="replace") if text_label[k] and f == g else names[k]
+               for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
     ops = spec.operator_kinds
     for i in ([i for i, k in enumerate(kinds) if k in ops] if not ops.isdisjoint(kinds) else ()):
         # operator = the node's text outside its named children, e.g. "+", "+=", "not in":
