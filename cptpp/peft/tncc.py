@@ -1,0 +1,144 @@
+"""TNCC-title (Tibetan news title classification, 12 classes) loader and a ``cptpp.train.fit`` task.
+
+Files ``tncc-title/{train,validation,test}.txt`` (``<Label><TAB><title>`` per line, the published 8:1:1
+split of metaphors/TibetanPLMsFineTuning) are found under ``$CPTPP_DATA_MIRROR/text`` then
+``$CPTPP_DATA_HOME/text`` and checked against the mirrored copies' sha256. Metrics: accuracy and macro-F1
+(unweighted mean of the 12 per-class F1s).
+
+Reading Tibetan needs a tokenizer that covers the script: a byte-level BPE (SmolLM2, GPT-2 style) always
+can (many tokens per syllable); an English WordPiece vocabulary (MiniLM) maps almost every syllable to
+``[UNK]`` -- :func:`tokenizer_coverage` measures it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cptpp.config import ConfigError, check_choice
+from cptpp.peft.superglue import (Example, SuperGlueTask, accuracy, data_roots, encode, f1_macro, sha256_of,
+                                  verbalizer_ids)
+
+LABELS = ("Arts", "Customs", "Economics", "Education", "Environment", "Instruments", "Language", "Literature",
+          "Medicine", "Politics", "Religion", "Tourism")
+SPLITS = {"train": "train.txt", "valid": "validation.txt", "test": "test.txt"}
+SHA256 = {
+    "train.txt": "68f2bf54c4c41067f5ad18032e826c69c2d86815c7fc7723981a2c1e6b4d34af",
+    "validation.txt": "4e39ee2d9b1e22716107f28aa5a7a5f862374b195e7e7041a7d1836f989d30f7",
+    "test.txt": "862449cc58e542f9421e40d91ac540a2e1f3ae4c3b2026c5b88817bc82020481",
+}
+SOURCE = "https://github.com/metaphors/TibetanPLMsFineTuning (dataset/tncc-title)"
+QUESTION = "Question: what is the topic of this Tibetan news title?"
+
+
+@dataclass(frozen=True)
+class Title:
+    text: str
+    label: int  # index into LABELS
+
+
+def read_tncc(path: str | Path, expected_sha256: str | None = None) -> list[Title]:
+    """Titles of one file; an unknown label or a line without a tab is an error naming file and line."""
+    path = Path(path)
+    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
+        raise ConfigError(f"{path}: sha256 mismatch (expected {expected_sha256}); not the published copy")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            label, sep, text = line.partition("\t")
+            if not sep or not text.strip():
+                raise ConfigError(f"{path}:{lineno}: expected '<Label><TAB><title>', got {line[:60]!r}")
+            if label not in LABELS:
+                raise ConfigError(f"{path}:{lineno}: label {label!r} is not one of {', '.join(LABELS)}")
+            out.append(Title(text.strip(), LABELS.index(label)))
+    return out
+
+
+def find_tncc(root: str | Path | None = None) -> Path:
+    roots = [Path(root)] if root is not None else data_roots()
+    for r in roots:
+        if (r / "tncc-title" / "train.txt").is_file():
+            return r / "tncc-title"
+    raise FileNotFoundError(f"tncc-title/train.txt not found under {', '.join(map(str, roots))}; set "
+                            f"CPTPP_DATA_MIRROR or copy the files from {SOURCE}")
+
+
+def stratified_subsample(titles: list[Title], n: int | None, seed: int) -> list[Title]:
+    """About ``n`` titles with every class kept in proportion (at least one per present class), seeded;
+    original order kept. All titles when ``n`` is None or not smaller."""
+    if n is None or len(titles) <= n:
+        return list(titles)
+    rng = np.random.default_rng(seed)
+    labels = np.array([t.label for t in titles])
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = max(1, round(n * len(idx) / len(titles)))
+        keep.extend(rng.choice(idx, min(k, len(idx)), replace=False).tolist())
+    return [titles[i] for i in sorted(keep)]
+
+
+def load_tncc(root: str | Path | None = None, *, seed: int = 0, max_train: int | None = None,
+              max_valid: int | None = None, max_test: int | None = None,
+              verify: bool = True) -> dict[str, list[Title]]:
+    """``{"train", "valid", "test"}`` from the published split, optionally stratified-subsampled (seeded)."""
+    folder = find_tncc(root)
+    caps = {"train": max_train, "valid": max_valid, "test": max_test}
+    out = {}
+    for i, (split, name) in enumerate(SPLITS.items()):
+        titles = read_tncc(folder / name, SHA256[name] if verify else None)
+        out[split] = stratified_subsample(titles, caps[split], seed + i)
+    return out
+
+
+def tncc_metrics(pred, gold) -> dict[str, float]:
+    return {"accuracy": accuracy(pred, gold), "macro_f1": f1_macro(pred, gold, len(LABELS))}
+
+
+def tokenizer_coverage(tokenizer, texts: list[str]) -> dict[str, float]:
+    """How well ``tokenizer`` reads ``texts``: fraction of tokens that are the unknown token, mean tokens
+    per text, and the fraction of texts whose token sequence is shared with another text (unreadable
+    scripts collapse different titles onto the same ``[UNK] [UNK] ...``)."""
+    enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    total = sum(len(e) for e in enc)
+    n_unk = sum(sum(t == unk for t in e) for e in enc) if unk is not None else 0
+    seqs = [tuple(e) for e in enc]
+    counts: dict[tuple, int] = {}
+    for s in seqs:
+        counts[s] = counts.get(s, 0) + 1
+    return {"unk_fraction": n_unk / max(total, 1), "tokens_per_text": total / max(len(enc), 1),
+            "collided_fraction": sum(counts[s] > 1 for s in seqs) / max(len(seqs), 1)}
+
+
+def to_examples(titles: list[Title]) -> list[Example]:
+    """The SuperGLUE-style pair an encoder or LM reads: (title, question about its topic)."""
+    return [Example(t.text, QUESTION, t.label, str(i)) for i, t in enumerate(titles)]
+
+
+def label_word_ids(tokenizer, architecture: str) -> list[int] | None:
+    """Verbalizer ids (first sub-token of each English class name) for LM backbones; None for encoders."""
+    check_choice("architecture", architecture, ("encoder", "decoder", "encoder-decoder"))
+    return None if architecture == "encoder" else verbalizer_ids(tokenizer, list(LABELS), architecture)
+
+
+class TnccTask(SuperGlueTask):
+    """``fit`` task: cross-entropy over the 12 class logits; evaluate -> accuracy and macro_f1."""
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        return tncc_metrics(self.predict(split), self.labels[split].numpy())
+
+
+def build_tncc_task(splits: dict[str, list[Title]], model: torch.nn.Module, tokenizer, architecture: str,
+                    max_length: int, **kwargs: Any) -> TnccTask:
+    """Tokenize (titles cut from the end to ``max_length`` tokens, the question kept) and wrap for ``fit``."""
+    examples = {s: to_examples(t) for s, t in splits.items()}
+    ids = {s: encode(ex, tokenizer, architecture, max_length) for s, ex in examples.items()}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    return TnccTask("TNCC", model, ids, examples, pad, **kwargs)
