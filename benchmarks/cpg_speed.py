@@ -86,10 +86,10 @@ def load_datasets(root: Path, limit: int | None):
     return out
 
 
-def run_robustness_and_speed(datasets):
+def run_robustness(datasets):
+    """One pass over everything: per-dataset counts, exceptions, parse errors, sizes, rate."""
     print(f"{'dataset':38s} {'lang':6s} {'gran':6s} {'graphs':>7s} {'exc':>4s} {'parse-err':>9s} "
           f"{'nodes/g':>8s} {'edges/g':>8s} {'graphs/s':>9s}")
-    totals = {}  # per-language (count, cpu seconds) of this single pass, shown per dataset above
     failures = []
     for name, lang, gran, texts in datasets:
         exc = errs = nodes = edges = 0
@@ -109,13 +109,9 @@ def run_robustness_and_speed(datasets):
         ok = max(n - exc, 1)
         print(f"{name:38s} {lang:6s} {gran:6s} {n:7d} {exc:4d} {errs:9d} {nodes / ok:8.1f} {edges / ok:8.1f} "
               f"{n / max(cpu, 1e-9):9.0f}")
-        if gran == "method":
-            tot = totals.setdefault(lang, [0, 0.0])
-            tot[0] += n
-            tot[1] += cpu
     for f in failures[:20]:
         print("EXCEPTION", *f)
-    return totals, failures
+    return failures
 
 
 def speed_sample(datasets, lang, size):
@@ -171,7 +167,7 @@ def cross_check_comex(datasets, peer_python: str, sample: int):
     line/block comments); counted edges: parent -> named child among those.
     """
     from graph_tools.cpg.build import _JAVA_PREFIX, _JAVA_SUFFIX
-    pool = [t for name, lang, gran, texts in datasets if lang == "java" and gran == "method" for t in texts]
+    pool = [t for _, lang, gran, texts in datasets if lang == "java" and gran == "method" for t in texts]
     step = max(len(pool) // sample, 1)
     picked = pool[::step][:sample]
     wrapped = [(_JAVA_PREFIX + t.encode("utf-8") + _JAVA_SUFFIX).decode("utf-8") for t in picked]
@@ -218,7 +214,7 @@ def main(argv=None):
     datasets = load_datasets(args.data, args.limit)
     for lang in ("java", "python"):  # warm up parsers and caches outside the timings
         build_cpg("int f() { return 0; }" if lang == "java" else "def f():\n    return 0\n", lang)
-    totals, failures = run_robustness_and_speed(datasets)
+    failures = run_robustness(datasets)
     print(f"exceptions: {len(failures)}")
     print(f"\nspeed: {args.repeats} passes over a sample of <= {args.speed_sample} method-level inputs per language, "
           "best pass (CPU time of this single-threaded process)")

@@ -7,7 +7,7 @@ on dangling edges: ``stmt(i, preds)`` links ``preds`` (``(src, EdgeType)`` pairs
 statement ``i`` and returns the edges leaving it, so empty blocks and unreachable code fall
 out without special cases.
 
-Conventions (pinned by tests/test_cpg_cfg.py):
+Conventions (pinned by tests/test_cpg_java.py and tests/test_cpg_python.py):
   * an edge into a loop header from inside its body (end of body, ``continue``) is CFG_BACK;
   * a statement inside ``try`` gets a CFG_EXCEPTION edge to every catch/except clause (to the
     ``finally`` clause when there is none); ``throw``/``raise`` outside any ``try`` goes to
@@ -236,7 +236,7 @@ class CfgBuilder:
         self.handlers.append(list(handlers) if handlers else ([fin] if fin is not None else []))
         outs = self.stmt(body, [(i, NEXT)]) if body is not None else [(i, NEXT)]
         self.handlers.pop()
-        for h in handlers:  # the clause node itself (binding the exception) cannot throw
+        for h in handlers:  # clause nodes come before `finally` takes over as the handler
             self.reg(h)
         if fin is not None:  # exceptions in handlers/else still run finally first
             self.handlers.append([fin])
@@ -275,7 +275,6 @@ def _first_of(b, i, kinds):
 def _java_dispatch(s):
 
     def if_(b, i, preds):
-        k = b.a.kinds
         ch = _kids(b, i)
         b.reg(i)
         b.link(preds, i)
@@ -284,7 +283,6 @@ def _java_dispatch(s):
         return t + f
 
     def last_body(b, i, preds):
-        k = b.a.kinds
         ch = _kids(b, i)
         return b.loop(i, preds, ch[-1] if ch else None)  # the body is always the last child
 
@@ -306,7 +304,6 @@ def _java_dispatch(s):
         return b.for_loop(i, preds, inits, updates, body)
 
     def do_(b, i, preds):
-        k = b.a.kinds
         ch = _kids(b, i)
         return b.do_loop(i, preds, ch[0] if ch else None)
 
@@ -357,7 +354,6 @@ def _java_dispatch(s):
                       fin, _first_of(b, fin, {s.BLOCK}) if fin is not None else None)
 
     def sync(b, i, preds):
-        k = b.a.kinds
         b.reg(i)
         b.link(preds, i)
         body = _first_of(b, i, {s.BLOCK})
@@ -402,7 +398,6 @@ def _python_dispatch(s):
         return out + prev
 
     def loop(b, i, preds):
-        k = b.a.kinds
         return b.loop(i, preds, _first_of(b, i, blocks), else_block(b, _first_of(b, i, {s.ELSE_CLAUSE})))
 
     def try_(b, i, preds):
@@ -414,7 +409,6 @@ def _python_dispatch(s):
                       else_block(b, _first_of(b, i, {s.ELSE_CLAUSE})), fin, else_block(b, fin))
 
     def with_(b, i, preds):
-        k = b.a.kinds
         b.reg(i)
         b.link(preds, i)
         body = _first_of(b, i, blocks)
@@ -436,7 +430,6 @@ def _python_dispatch(s):
         return outs
 
     def class_(b, i, preds):
-        k = b.a.kinds
         b.reg(i)
         b.link(preds, i)
         body = _first_of(b, i, blocks)

@@ -22,7 +22,7 @@ def truncate(graph: ProgramGraph, max_nodes: int) -> ProgramGraph:
         return graph
     et, ei = graph.edge_type, graph.edge_index
     tier = np.full(n, 2, dtype=np.int64)
-    flow = (et != int(EdgeType.AST)) & (et >= int(EdgeType.DFG))
+    flow = et >= int(EdgeType.DFG)  # DFG and CALL
     tier[ei[:, flow].ravel()] = 1
     cfg = (et >= int(EdgeType.CFG_NEXT)) & (et <= int(EdgeType.CFG_EXCEPTION))
     tier[ei[:, cfg].ravel()] = 0
