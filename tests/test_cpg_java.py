@@ -243,3 +243,23 @@ def test_call_edges_inside_file_and_lambda_scope():
     assert edge_set(g, DFG) == {("x@2:12", "x@2:26"), ("y@3:12", "y@3:24"), ("v@4:17", "v@4:22")}
     assert ("lambda_expression@4", "binary_expression@4", "N") in cfg_set(g)
     assert sum(t == "<exit>" for t in g.node_type) == 4  # f, g, h, lambda
+
+
+def test_try_with_resources_and_weak_array_element_definition():
+    g = build_cpg(
+        "void w(int[] a, int i) {\n"        # 1
+        "    try (R r = open(a)) {\n"       # 2
+        "        a[i] = r.read();\n"        # 3
+        "    }\n"                           # 4
+        "    use(a);\n"                     # 5
+        "}\n", "java")                      # 6
+    assert cfg_set(g) == {
+        ("method_declaration@1", "try_with_resources_statement@2", "N"),
+        ("try_with_resources_statement@2", "expression_statement@3", "N"),
+        ("expression_statement@3", "expression_statement@5", "N"),
+        ("expression_statement@5", "<exit>@6", "N"),
+    }
+    # a[i] = ... reaches use(a) without killing the parameter's definition; `read` is a method
+    assert edge_set(g, DFG) == {
+        ("a@1", "a@2"), ("a@1", "a@3"), ("a@1", "a@5"), ("a@3", "a@5"), ("i@1", "i@3"), ("r@2", "r@3"),
+    }
