@@ -32,7 +32,7 @@ run: $(VENV)/.core
 	$(VENV)/bin/cptpp train $(RUN_ARGS)
 
 test: $(VENV)/.dev
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_ARGS) tests --nbmake notebooks
 
 bench: $(VENV)/.dev
 	$(PY) benchmarks/run_all.py --quick
