@@ -192,3 +192,11 @@ def test_cli_json_dot_and_method(tmp_path, capsys):
         _cli(["cpg", str(f), "--method", "nope"])
     with pytest.raises(ValueError, match="--language"):
         _cli(["cpg", str(tmp_path / "x.txt")])
+
+
+def test_deeply_nested_statements_do_not_hit_the_recursion_limit():
+    n = 1500  # an else-if chain nests one level per `else if`
+    src = "void f(int x) {" + " else ".join(f"if (x == {i}) {{ y = {i}; }}" for i in range(n)) + " }"
+    g = build_cpg(src, "java")
+    assert len(g.edges(EdgeType.CFG_TRUE)) == n and len(g.edges(EdgeType.CFG_FALSE)) == n
+    assert g.errors == []

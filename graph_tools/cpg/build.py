@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import re
+import sys
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def _build(source, language, granularity, max_nodes, normalize_labels):
         unit = root
     ast = flatten(unit, spec.kept, data)
     comp_kinds = spec.comprehension_kinds
-    cfg = build_cfgs(ast, spec, comp_kinds)
+    cfg, notes = _cfgs_any_depth(ast, spec, comp_kinds)
     label_list = _labels(ast, spec, normalize=False)
     dsrc, ddst = dfg_edges(ast, spec, cfg, label_list, comp_kinds)
     csrc, cdst = _call_edges(ast, spec)
@@ -173,12 +174,31 @@ def _build(source, language, granularity, max_nodes, normalize_labels):
     if unit.has_error:
         in_unit = {node.id: i for i, node in enumerate(ast.nodes)}
         errors = _errors(unit, offset, len(raw), in_unit)
+    errors += notes
     graph = ProgramGraph(language=language, node_kind=node_kind, node_label=labels, byte_span=byte_span,
                          edge_index=edge_index, edge_type=edge_type, kind_names=spec.kind_names,
                          source=text, errors=errors, num_nodes_before_truncation=n)
     if max_nodes is not None and n > max_nodes:
         graph = truncate(graph, max_nodes)
     return graph
+
+
+def _cfgs_any_depth(ast, spec, comp_kinds):
+    """`build_cfgs`, retried with a higher recursion limit for deeply nested statements
+    (hundreds of `else if` levels); if even that fails, no CFG (and so no DFG) and a note."""
+    try:
+        return build_cfgs(ast, spec, comp_kinds), []
+    except RecursionError:
+        pass
+    old = sys.getrecursionlimit()
+    try:
+        sys.setrecursionlimit(max(old, 20 * len(ast.kinds) + 1000, 100_000))
+        return build_cfgs(ast, spec, comp_kinds), []
+    except RecursionError:
+        from .cfg import CfgBuilder
+        return CfgBuilder(ast, spec), [(-1, 0, 0, "CFG skipped: statements nested too deeply")]
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def _labels(ast, spec, normalize=False):
