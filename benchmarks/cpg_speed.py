@@ -66,7 +66,8 @@ def load_datasets(root: Path, limit: int | None):
         [x for s in ("train", "valid", "test") for x in read_lines(d / f"{s}.java-cs.txt.java")])
     d = root / "codexglue_bugs2fix_small"
     add("bugs2fix small (buggy+fixed)", "java", "method",
-        [x for s in ("valid", "test") for kind in ("buggy", "fixed") for x in read_lines(d / f"{s}.buggy-fixed.{kind}")])
+        [x for s in ("valid", "test") for kind in ("buggy", "fixed")
+         for x in read_lines(d / f"{s}.buggy-fixed.{kind}")])
     d = root / "tlcodesum_java_summarization"
     add("tlcodesum .code", "java", "method",
         [x.split("\t", 1)[-1] for s in ("valid", "test") for x in read_lines(d / f"{s}.token.code")])

@@ -25,7 +25,8 @@ _JAVA_SUFFIX = b"\n}\n"
 # A Java text is a file (not a bare method) when its first declaration is a type or a
 # package/import line; annotations and modifiers may come first.
 _JAVA_FILE_RE = re.compile(
-    rb"^\s*(?:(?:@\w[\w.]*(?:\([^)]*\))?|public|protected|private|abstract|final|static|strictfp|sealed|non-sealed)\s+)*"
+    rb"^\s*(?:(?:@\w[\w.]*(?:\([^)]*\))?|public|protected|private|abstract|final|static|strictfp|sealed"
+    rb"|non-sealed)\s+)*"
     rb"(?:package|import|class|interface|enum|record|@interface)\b")
 
 

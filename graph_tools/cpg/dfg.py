@@ -14,6 +14,26 @@ from __future__ import annotations
 
 USE, DEF, WEAK = 0, 1, 2
 
+# Parent kinds under which an identifier child can only be read (fast path before `role`).
+_JAVA_PLAIN_USE_PARENTS = (
+    "argument_list", "binary_expression", "return_statement", "parenthesized_expression", "ternary_expression",
+    "unary_expression", "array_creation_expression", "dimensions_expr", "cast_expression", "instanceof_expression",
+    "throw_statement", "array_initializer", "element_value_array_initializer", "expression_statement")
+_PYTHON_PLAIN_USE_PARENTS = (
+    "argument_list", "binary_operator", "comparison_operator", "boolean_operator", "not_operator", "unary_operator",
+    "return_statement", "conditional_expression", "if_statement", "elif_clause", "while_statement",
+    "assert_statement", "call", "pair", "interpolation", "await", "yield", "expression_statement",
+    "print_statement", "slice")
+
+
+def _cached(spec, name, make):
+    """A per-language constant, computed on first use and kept on the spec."""
+    value = getattr(spec, name, None)
+    if value is None:
+        value = make()
+        setattr(spec, name, value)
+    return value
+
 
 def _strip(b: bytes) -> str:
     return b.translate(None, b" \t\r\n\\").decode("utf-8", errors="replace")
@@ -52,13 +72,14 @@ def _java_events(c: _Ctx, idents):
     s, k, par, first, end, start = c.s, c.k, c.par, c.first, c.end, c.start
     ev, owner, labels = c.events.append, c.owner, c.labels
     FA, MI, IDK = s.FIELD_ACCESS, s.METHOD_INVOCATION, s.identifier_kinds
-    roots = {s.IDENTIFIER, s.THIS}
-    skip = {s.LABELED_STATEMENT, s.BREAK_STATEMENT, s.CONTINUE_STATEMENT, s.METHOD_DECLARATION,
-            s.CONSTRUCTOR_DECLARATION, s.CLASS_DECLARATION, s.INTERFACE_DECLARATION, s.ENUM_DECLARATION,
-            s.RECORD_DECLARATION, s.ANNOTATION_TYPE_DECLARATION, s.MARKER_ANNOTATION, s.ANNOTATION,
-            s.ELEMENT_VALUE_PAIR, s.METHOD_REFERENCE, s.SCOPED_IDENTIFIER, s.ENUM_CONSTANT,
-            s.COMPACT_CONSTRUCTOR_DECLARATION}
-    param_like = {s.FORMAL_PARAMETER, s.CATCH_FORMAL_PARAMETER, s.INFERRED_PARAMETERS}
+    roots, skip, param_like = _cached(s, "dfg_java_sets", lambda: (
+        frozenset({s.IDENTIFIER, s.THIS}),
+        frozenset({s.LABELED_STATEMENT, s.BREAK_STATEMENT, s.CONTINUE_STATEMENT, s.METHOD_DECLARATION,
+                   s.CONSTRUCTOR_DECLARATION, s.CLASS_DECLARATION, s.INTERFACE_DECLARATION, s.ENUM_DECLARATION,
+                   s.RECORD_DECLARATION, s.ANNOTATION_TYPE_DECLARATION, s.MARKER_ANNOTATION, s.ANNOTATION,
+                   s.ELEMENT_VALUE_PAIR, s.METHOD_REFERENCE, s.SCOPED_IDENTIFIER, s.ENUM_CONSTANT,
+                   s.COMPACT_CONSTRUCTOR_DECLARATION}),
+        frozenset({s.FORMAL_PARAMETER, s.CATCH_FORMAL_PARAMETER, s.INFERRED_PARAMETERS})))
     ASSIGN, UPDATE, ARRAY = s.ASSIGNMENT_EXPRESSION, s.UPDATE_EXPRESSION, s.ARRAY_ACCESS
 
     def role(x, var, node):
@@ -77,10 +98,13 @@ def _java_events(c: _Ctx, idents):
         else:
             ev((owner[node], start[node], USE, node, var))
 
+    plain = _cached(s, "dfg_plain_uses", lambda: s.ids(*_JAVA_PLAIN_USE_PARENTS))
     for i in idents:
         p = par[i]
         pk = k[p]
-        if pk == FA:
+        if pk in plain:  # fast path: an identifier directly under these is always a read
+            ev((owner[i], start[i], USE, i, labels[i]))
+        elif pk == FA:
             if i == first[p]:
                 ev((owner[i], start[i], USE, i, labels[i]))
                 continue
@@ -127,13 +151,14 @@ def _python_events(c: _Ctx, idents):
     ev, owner, labels = c.events.append, c.owner, c.labels
     ATTR, CALL = s.ATTRIBUTE, s.CALL
     roots = s.identifier_kinds
-    containers = {s.PATTERN_LIST, s.EXPRESSION_LIST, s.TUPLE, s.LIST, s.PARENTHESIZED_EXPRESSION,
-                  s.LIST_SPLAT_PATTERN} | s.ids("tuple_pattern", "list_pattern")
-    binders = {s.ASSIGNMENT, s.FOR_STATEMENT, s.FOR_IN_CLAUSE, s.NAMED_EXPRESSION}
-    params = {s.PARAMETERS, s.LAMBDA_PARAMETERS}
-    first_is_param = {s.DEFAULT_PARAMETER, s.TYPED_PARAMETER, s.TYPED_DEFAULT_PARAMETER}
-    splats = {s.LIST_SPLAT_PATTERN, s.DICTIONARY_SPLAT_PATTERN}
-    skip = {s.GLOBAL_STATEMENT, s.NONLOCAL_STATEMENT}
+    containers, binders, params, first_is_param, splats, skip = _cached(s, "dfg_python_sets", lambda: (
+        frozenset({s.PATTERN_LIST, s.EXPRESSION_LIST, s.TUPLE, s.LIST, s.PARENTHESIZED_EXPRESSION,
+                   s.LIST_SPLAT_PATTERN} | s.ids("tuple_pattern", "list_pattern")),
+        frozenset({s.ASSIGNMENT, s.FOR_STATEMENT, s.FOR_IN_CLAUSE, s.NAMED_EXPRESSION}),
+        frozenset({s.PARAMETERS, s.LAMBDA_PARAMETERS}),
+        frozenset({s.DEFAULT_PARAMETER, s.TYPED_PARAMETER, s.TYPED_DEFAULT_PARAMETER}),
+        frozenset({s.LIST_SPLAT_PATTERN, s.DICTIONARY_SPLAT_PATTERN}),
+        frozenset({s.GLOBAL_STATEMENT, s.NONLOCAL_STATEMENT})))
     AUG, SUB, FOR_IN = s.AUGMENTED_ASSIGNMENT, s.SUBSCRIPT, s.FOR_IN_CLAUSE
 
     def role(x, var, node):
@@ -163,10 +188,13 @@ def _python_events(c: _Ctx, idents):
         else:
             ev((owner[node], start[node], USE, node, var))
 
+    plain = _cached(s, "dfg_plain_uses", lambda: s.ids(*_PYTHON_PLAIN_USE_PARENTS))
     for i in idents:
         p = par[i]
         pk = k[p]
-        if pk == ATTR:
+        if pk in plain:  # fast path: an identifier directly under these is always a read
+            ev((owner[i], start[i], USE, i, labels[i]))
+        elif pk == ATTR:
             if i == first[p]:
                 ev((owner[i], start[i], USE, i, labels[i]))
                 continue

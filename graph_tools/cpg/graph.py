@@ -130,7 +130,8 @@ class ProgramGraph:
         lines = [f"digraph {_dot_id(name)} {{", "  node [shape=box, fontname=monospace];"]
         types = self.node_type
         for i in range(self.num_nodes):
-            label = f"{types[i]}\\n{_dot_escape(str(self.node_label[i]))}" if types[i] != self.node_label[i] else types[i]
+            text = str(self.node_label[i])
+            label = types[i] if text == types[i] else f"{types[i]}\\n{_dot_escape(text)}"
             lines.append(f'  n{i} [label="{label}"];')
         for s, d, t in zip(self.edge_index[0].tolist(), self.edge_index[1].tolist(), self.edge_type.tolist()):
             et = EdgeType(t)
