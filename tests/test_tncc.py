@@ -69,10 +69,10 @@ def test_metrics_hand_computed():
 
 def test_coverage_byte_level_reads_tibetan_english_wordpiece_does_not():
     byte = tokenizer_coverage(byte_tokenizer(), TIBETAN)
-    assert byte["unk_fraction"] == 0 and byte["collided_fraction"] == 0
+    assert byte["unk_fraction"] == 0 and byte["collided_fraction"] == 0 and byte["word_collided_fraction"] == 0
     assert byte["tokens_per_text"] == pytest.approx(np.mean([len(t.encode("utf-8")) for t in TIBETAN]))
     wp = tokenizer_coverage(english_wordpiece(), TIBETAN)
-    assert wp["unk_fraction"] == 1.0 and wp["collided_fraction"] > 0
+    assert wp["unk_fraction"] == 1.0 and wp["collided_fraction"] > 0 and wp["word_collided_fraction"] > 0.5
 
 
 def test_tncc_task_trains_prompt_plus_adapter_and_reports_macro_f1():

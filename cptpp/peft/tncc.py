@@ -31,7 +31,7 @@ SHA256 = {
     "test.txt": "862449cc58e542f9421e40d91ac540a2e1f3ae4c3b2026c5b88817bc82020481",
 }
 SOURCE = "https://github.com/metaphors/TibetanPLMsFineTuning (dataset/tncc-title)"
-QUESTION = "Question: what is the topic of this Tibetan news title?"
+QUESTION = "What is the topic?"
 
 
 @dataclass(frozen=True)
@@ -103,18 +103,27 @@ def tncc_metrics(pred, gold) -> dict[str, float]:
 
 def tokenizer_coverage(tokenizer, texts: list[str]) -> dict[str, float]:
     """How well ``tokenizer`` reads ``texts``: fraction of tokens that are the unknown token, mean tokens
-    per text, and the fraction of texts whose token sequence is shared with another text (unreadable
-    scripts collapse different titles onto the same ``[UNK] [UNK] ...``)."""
+    per text, the fraction of texts whose token sequence is shared with another text, and the same over
+    the distinct whitespace-separated words (Tibetan syllables here): an unreadable script collapses
+    different syllables onto ``[UNK]`` (and an uncased BERT normalizer strips Tibetan vowel signs, which
+    are Unicode combining marks)."""
     enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     unk = tokenizer.unk_token_id
     total = sum(len(e) for e in enc)
     n_unk = sum(sum(t == unk for t in e) for e in enc) if unk is not None else 0
-    seqs = [tuple(e) for e in enc]
+    words = sorted({w for t in texts for w in t.split()})
+    word_ids = [tuple(e) for e in tokenizer(words, add_special_tokens=False)["input_ids"]] if words else []
+    return {"unk_fraction": n_unk / max(total, 1), "tokens_per_text": total / max(len(enc), 1),
+            "collided_fraction": _collided(enc), "word_collided_fraction": _collided(word_ids)}
+
+
+def _collided(seqs) -> float:
+    """Fraction of sequences whose token ids equal another (different) item's."""
+    seqs = [tuple(s) for s in seqs]
     counts: dict[tuple, int] = {}
     for s in seqs:
         counts[s] = counts.get(s, 0) + 1
-    return {"unk_fraction": n_unk / max(total, 1), "tokens_per_text": total / max(len(enc), 1),
-            "collided_fraction": sum(counts[s] > 1 for s in seqs) / max(len(seqs), 1)}
+    return sum(counts[s] > 1 for s in seqs) / max(len(seqs), 1)
 
 
 def to_examples(titles: list[Title]) -> list[Example]:
