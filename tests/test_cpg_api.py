@@ -200,3 +200,19 @@ def test_deeply_nested_statements_do_not_hit_the_recursion_limit():
     g = build_cpg(src, "java")
     assert len(g.edges(EdgeType.CFG_TRUE)) == n and len(g.edges(EdgeType.CFG_FALSE)) == n
     assert g.errors == []
+
+
+@pytest.mark.parametrize("src,is_file", [
+    ("@Deprecated public final class A {}", True),
+    ("/* header */ package a;", True),
+    ("// x\n// y\nimport a.b;", True),
+    ('@SuppressWarnings("x") class B {}', True),
+    ("public int f() { return 0; }", False),
+    ("  /** doc */\n public void f() {}", False),
+    ("@Override\npublic void run() {}", False),
+])
+def test_java_file_or_bare_method_detection(src, is_file):
+    g = build_cpg(src, "java", granularity="file")
+    # a file stays whole; a bare method is wrapped, and its method (not the wrapper) is the root
+    assert g.node_type[0] == ("program" if is_file else "method_declaration")
+    assert g.byte_span[0, 0] >= 0 and g.byte_span[0, 1] <= len(src.encode())

@@ -25,20 +25,29 @@ _JAVA_SUFFIX = b"\n}\n"
 # A Java text is a file (not a bare method) when its first declaration is a type or a
 # package/import line; annotations and modifiers may come first.
 _JAVA_FILE_RE = re.compile(
-    rb"^\s*(?:(?:@\w[\w.]*(?:\([^)]*\))?|public|protected|private|abstract|final|static|strictfp|sealed"
+    rb"\s*(?:(?:@\w[\w.]*(?:\([^)]*\))?|public|protected|private|abstract|final|static|strictfp|sealed"
     rb"|non-sealed)\s+)*"
     rb"(?:package|import|class|interface|enum|record|@interface)\b")
 
 
+_LEADING_COMMENTS_RE = re.compile(rb"^(?:\s*(?://[^\n]*|/\*.*?\*/))*", re.S)
+
+
 def _is_java_file(src: bytes) -> bool:
-    body = re.sub(rb"^(?:\s*(?://[^\n]*|/\*.*?\*/))*", b"", src, count=1, flags=re.S)
-    return _JAVA_FILE_RE.match(body) is not None
+    return _JAVA_FILE_RE.match(src, _LEADING_COMMENTS_RE.match(src).end()) is not None
 
 
 def _function_kinds(spec):
-    if spec.name == "java":
-        return {spec.METHOD_DECLARATION, spec.CONSTRUCTOR_DECLARATION, spec.COMPACT_CONSTRUCTOR_DECLARATION}
-    return {spec.FUNCTION_DEFINITION}
+    """Kinds that make a unit for granularity="method" (cached on the spec)."""
+    kinds = getattr(spec, "_unit_kinds", None)
+    if kinds is None:
+        if spec.name == "java":
+            kinds = frozenset({spec.METHOD_DECLARATION, spec.CONSTRUCTOR_DECLARATION,
+                               spec.COMPACT_CONSTRUCTOR_DECLARATION})
+        else:
+            kinds = frozenset({spec.FUNCTION_DEFINITION})
+        spec._unit_kinds = kinds
+    return kinds
 
 
 def _find_unit(root, kinds):
