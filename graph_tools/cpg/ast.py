@@ -32,8 +32,15 @@ class FlatAst:
         return self.src[self.start[i]:self.end[i]].decode("utf-8", errors="replace")
 
 
-def flatten(root, kept: bytearray, src: bytes) -> FlatAst:
-    """Named, non-comment nodes under ``root`` (inclusive), breadth first."""
+def flatten(root, kept: bytearray, src: bytes, leaf_kinds: bytearray | None = None) -> FlatAst:
+    """Named, non-comment nodes under ``root`` (inclusive), breadth first.
+
+    ``leaf_kinds[k]`` marks kinds whose children are never needed (grammar terminals, and
+    token-like kinds such as ``integral_type`` whose only children are anonymous); skipping
+    them saves creating their children's Node objects.
+    """
+    if leaf_kinds is None:
+        leaf_kinds = bytearray(65536)
     nodes = [root]
     kinds = [root.kind_id]
     parent = [-1]
@@ -43,13 +50,14 @@ def flatten(root, kept: bytearray, src: bytes) -> FlatAst:
     count = 1
     for node in nodes:  # the list grows while we iterate: that is the BFS queue
         push_first(count)
-        for c in node.children:
-            k = c.kind_id
-            if kept[k]:
-                push_node(c)
-                push_kind(k)
-                push_parent(i)
-                count += 1
+        if not leaf_kinds[kinds[i]]:
+            for c in node.children:
+                k = c.kind_id
+                if kept[k]:
+                    push_node(c)
+                    push_kind(k)
+                    push_parent(i)
+                    count += 1
         i += 1
     push_first(count)
     start = [n.start_byte for n in nodes]

@@ -143,7 +143,7 @@ def _build(source, language, granularity, max_nodes, normalize_labels):
         unit = _find_unit(root, _function_kinds(spec))
     if unit is None:
         unit = root
-    ast = flatten(unit, spec.kept, data)
+    ast = flatten(unit, spec.kept, data, spec.text_label)
     comp_kinds = spec.comprehension_kinds
     cfg, notes = _cfgs_any_depth(ast, spec, comp_kinds)
     label_list = _labels(ast, spec, normalize=False)
