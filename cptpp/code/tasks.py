@@ -1,0 +1,353 @@
+"""Code tasks from the data mirror and the generation task that `cptpp.train.fit` trains.
+
+Tasks (folders under ``$CPTPP_DATA_MIRROR/code``; see its README.md):
+
+| task            | folder                           | source -> target             | train split in the mirror |
+|-----------------|----------------------------------|------------------------------|---------------------------|
+| ``translation`` | codexglue_java_cs_translation    | Java method -> C# method     | yes                       |
+| ``assert``      | atlas_style_assert_generation    | test with placeholder -> assert | yes                    |
+| ``repair``      | codexglue_bugs2fix_small         | buggy -> fixed Java (abstracted) | **no**                |
+| ``summarization`` | tlcodesum_java_summarization   | Java method -> first Javadoc sentence | **no**           |
+| ``docstring``   | python_code_docstring_v1         | Python function -> docstring | **no**                    |
+
+No train split is invented. For the last three, ``load_splits`` uses protocol
+``"valid-as-train"``: the mirror's *valid* file is split (seeded, 90/10) into train and
+validation, and the mirror's *test* file is the test set -- a different protocol from the papers'
+(far less training data), and results say so.
+
+Sequence layout. Encoder-decoder: encoder ``source </s>``, labels ``target </s>``. Decoder-only:
+``source  separator  target eos`` with the loss on ``target eos`` only; generation is greedy from
+``source separator`` (left-padded). ``fuse_mask`` marks the source tokens, whose embeddings a
+Transducer fuses with the source's code property graph.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from cptpp.config import ConfigError, check_choice, check_range
+
+from .metrics import generation_metrics
+
+
+@dataclass(frozen=True)
+class CodePair:
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    folder: str
+    language: str          # language of the source code (for the CPG)
+    has_train: bool
+    single_line: bool      # the target is one line: generation stops at the first newline
+
+
+TASKS: dict[str, TaskSpec] = {
+    "translation": TaskSpec("codexglue_java_cs_translation", "java", True, True),
+    "assert": TaskSpec("atlas_style_assert_generation", "java", True, True),
+    "repair": TaskSpec("codexglue_bugs2fix_small", "java", False, True),
+    "summarization": TaskSpec("tlcodesum_java_summarization", "java", False, True),
+    "docstring": TaskSpec("python_code_docstring_v1", "python", False, True),
+}
+PROTOCOLS = {True: "official-splits", False: "valid-as-train"}
+
+
+def task_dir(task: str, root: str | Path | None = None) -> Path:
+    """``<root>/<folder>``; ``root`` defaults to ``$CPTPP_DATA_MIRROR/code``."""
+    check_choice("task", task, tuple(TASKS))
+    if root is None:
+        mirror = os.environ.get("CPTPP_DATA_MIRROR")
+        if not mirror:
+            raise ConfigError("code tasks read the data mirror: set CPTPP_DATA_MIRROR (e.g. /work/shared/data)")
+        root = Path(mirror) / "code"
+    path = Path(root) / TASKS[task].folder
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset folder for task {task!r} not found: {path}")
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing data file: {path}")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _parallel(src: Path, tgt: Path) -> list[CodePair]:
+    a, b = _lines(src), _lines(tgt)
+    if len(a) != len(b):
+        raise ValueError(f"{src} has {len(a)} lines but {tgt} has {len(b)}; they must be line-aligned")
+    return [CodePair(s.strip(), t.strip()) for s, t in zip(a, b)]
+
+
+def _tab_text(path: Path) -> list[tuple[str, str]]:
+    out = []
+    for i, line in enumerate(_lines(path), 1):
+        parts = line.split("\t", 1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{i}: expected '<id>\\t<text>'")
+        out.append((parts[0], parts[1].strip()))
+    return out
+
+
+def unescape_docstring_corpus(text: str) -> str:
+    """code-docstring-corpus escapes: ' DCNL ' = newline, leading 'DCSP ' = one indent level, other DCSP = space."""
+    lines = []
+    for line in text.split(" DCNL "):
+        depth = 0
+        while line.startswith("DCSP "):
+            line, depth = line[5:], depth + 1
+        lines.append("    " * depth + line.replace("DCSP ", " ").replace("DCSP", " "))
+    return "\n".join(lines)
+
+
+def _docstring_target(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    first = unescape_docstring_corpus(text).strip().split("\n")[0]
+    return first.strip()
+
+
+def load_pairs(task: str, split: str, root: str | Path | None = None) -> list[CodePair]:
+    """The mirror's ``split`` (train/valid/test) of ``task`` as ``CodePair``s, file order."""
+    check_choice("split", split, ("train", "valid", "test"))
+    path = task_dir(task, root)
+    if split == "train" and not TASKS[task].has_train:
+        raise ConfigError(f"the mirror has no train split for {task!r}; use load_splits (protocol valid-as-train)")
+    if task == "translation":
+        return _parallel(path / f"{split}.java-cs.txt.java", path / f"{split}.java-cs.txt.cs")
+    if task == "repair":
+        return _parallel(path / f"{split}.buggy-fixed.buggy", path / f"{split}.buggy-fixed.fixed")
+    if task == "assert":
+        pairs = []
+        for i, line in enumerate(_lines(path / f"{split}.jsonl"), 1):
+            try:
+                rec = json.loads(line)
+                pairs.append(CodePair(rec["input"], rec["assertion"]))
+            except (json.JSONDecodeError, KeyError) as e:
+                raise ValueError(f"{path / f'{split}.jsonl'}:{i}: malformed record ({e})") from None
+        return pairs
+    if task == "summarization":
+        code, nl = _tab_text(path / f"{split}.token.code"), _tab_text(path / f"{split}.token.nl")
+        if [c[0] for c in code] != [n[0] for n in nl]:
+            raise ValueError(f"{path}: ids of {split}.token.code and {split}.token.nl differ")
+        return [CodePair(c[1], n[1]) for c, n in zip(code, nl)]
+    decl = _lines(path / f"data_ps.declarations.{split}")
+    body = _lines(path / f"data_ps.bodies.{split}")
+    desc = _lines(path / f"data_ps.descriptions.{split}")
+    return [CodePair(unescape_docstring_corpus(d) + "\n" + unescape_docstring_corpus(b), _docstring_target(s))
+            for d, b, s in zip(decl, body, desc)]
+
+
+def load_splits(task: str, root: str | Path | None = None, seed: int = 0,
+                valid_fraction: float = 0.1) -> tuple[dict[str, list[CodePair]], str]:
+    """``({"train", "valid", "test"}, protocol)``; see the module docstring for ``valid-as-train``."""
+    spec = TASKS[task] if task in TASKS else check_choice("task", task, tuple(TASKS))
+    if spec.has_train:
+        return {s: load_pairs(task, s, root) for s in ("train", "valid", "test")}, PROTOCOLS[True]
+    pool = load_pairs(task, "valid", root)
+    order = list(range(len(pool)))
+    random.Random(seed).shuffle(order)
+    n_valid = max(1, int(round(valid_fraction * len(pool))))
+    splits = {"train": [pool[i] for i in order[n_valid:]], "valid": [pool[i] for i in order[:n_valid]],
+              "test": load_pairs(task, "test", root)}
+    return splits, PROTOCOLS[False]
+
+
+# --------------------------------------------------------------------------- encoding
+
+@dataclass
+class CodeTaskConfig:
+    task: str = "translation"
+    max_source_tokens: int = 64
+    max_target_tokens: int = 32
+    drop_long: bool = True         # keep only pairs that fit the limits (else truncate)
+    train_size: int = 0            # 0 = all (after drop_long)
+    valid_size: int = 0
+    test_size: int = 0
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    separator: str = "\n// ->\n"   # between source and target for a decoder-only LM
+    valid_generate: bool = False   # validation by greedy decoding (bleu) instead of teacher forcing
+    seed: int = 0
+
+    def __post_init__(self):
+        check_choice("task", self.task, tuple(TASKS))
+        for name in ("max_source_tokens", "max_target_tokens", "batch_size", "eval_batch_size"):
+            check_range(name, getattr(self, name), 1)
+        for name in ("train_size", "valid_size", "test_size"):
+            check_range(name, getattr(self, name), 0)
+
+
+@dataclass
+class Encoded:
+    """One example's token ids; ``prompt`` is what generation starts from."""
+
+    prompt: list[int]
+    target: list[int]
+    n_source: int              # the first n_source ids of ``prompt`` are source tokens
+    reference: str
+    source: str = ""
+    graph: Any = None
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_pairs(pairs: Sequence[CodePair], tokenizer, cfg: CodeTaskConfig, encoder_decoder: bool,
+                 limit: int = 0, seed: int = 0) -> list[Encoded]:
+    """Tokenize, drop (or truncate) over-long pairs, then keep a seeded sample of ``limit`` (0 = all)."""
+    eos = tokenizer.eos_token_id
+    sep = [] if encoder_decoder else _ids(tokenizer, cfg.separator)
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    out: list[Encoded] = []
+    for i in order:
+        src, tgt = _ids(tokenizer, pairs[i].source), _ids(tokenizer, pairs[i].target)
+        if cfg.drop_long and (len(src) > cfg.max_source_tokens or len(tgt) > cfg.max_target_tokens):
+            continue
+        src, tgt = src[:cfg.max_source_tokens], tgt[:cfg.max_target_tokens]
+        prompt = src + ([eos] if encoder_decoder else sep)
+        out.append(Encoded(prompt, tgt + [eos], len(src), pairs[i].target, pairs[i].source))
+        if limit and len(out) == limit:
+            break
+    return out
+
+
+def attach_graphs(examples: Sequence[Encoded], language: str, labels, max_nodes: int = 50,
+                  undirected: bool = True) -> None:
+    """Build each example's CPG once (``transducer.code_graph``), registering its node labels in ``labels``."""
+    from .transducer import code_graph
+
+    for e in examples:
+        e.graph = code_graph(e.source, language, labels, max_nodes, undirected)
+
+
+def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([[value] * (width - len(r)) + r if left else r + [value] * (width - len(r)) for r in rows])
+
+
+def collate(examples: Sequence[Encoded], pad_id: int, encoder_decoder: bool, train: bool,
+            graph_batch=None) -> dict[str, Any]:
+    """Training batches are right-padded; decoder-only generation prompts are left-padded."""
+    batch: dict[str, Any] = {}
+    if encoder_decoder:
+        batch["input_ids"] = _pad([e.prompt for e in examples], pad_id)
+        batch["fuse_mask"] = _pad([[1] * len(e.prompt) for e in examples], 0).bool()
+        if train:
+            batch["labels"] = _pad([e.target for e in examples], -100)
+            batch["decoder_attention_mask"] = batch["labels"] != -100
+    elif train:
+        batch["input_ids"] = _pad([e.prompt + e.target for e in examples], pad_id)
+        batch["labels"] = _pad([[-100] * len(e.prompt) + e.target for e in examples], -100)
+        batch["fuse_mask"] = _pad([[1] * e.n_source for e in examples], 0)
+        batch["fuse_mask"] = torch.nn.functional.pad(
+            batch["fuse_mask"], (0, batch["input_ids"].shape[1] - batch["fuse_mask"].shape[1])).bool()
+    else:
+        batch["input_ids"] = _pad([e.prompt for e in examples], pad_id, left=True)
+        batch["fuse_mask"] = _pad([[1] * e.n_source + [0] * (len(e.prompt) - e.n_source) for e in examples],
+                                  0, left=True).bool()
+    lengths = [len(e.prompt) + (len(e.target) if train and not encoder_decoder else 0) for e in examples]
+    width = batch["input_ids"].shape[1]
+    left = not train and not encoder_decoder
+    batch["attention_mask"] = torch.tensor(
+        [[0] * (width - n) + [1] * n if left else [1] * n + [0] * (width - n) for n in lengths])
+    if graph_batch is not None:
+        batch["graph"] = graph_batch
+    return batch
+
+
+def token_accuracy(logits: torch.Tensor, labels: torch.Tensor, encoder_decoder: bool) -> tuple[int, int]:
+    """(correct, total) argmax predictions of the label tokens under teacher forcing."""
+    if not encoder_decoder:  # a causal LM predicts position t+1 at t
+        # prompt tuning prepends virtual-token positions to the logits: keep the last L
+        logits, labels = logits[:, -labels.shape[1]:-1], labels[:, 1:]
+    mask = labels != -100
+    return int((logits.argmax(-1)[mask] == labels[mask]).sum()), int(mask.sum())
+
+
+class CodeGenTask:
+    """A code-to-text/code generation task for ``cptpp.train.fit``.
+
+    ``lm`` is a ``TransducerLM`` or ``BaselineLM``; ``data`` maps split -> ``Encoded`` list (with
+    ``graph`` set when ``label_table`` is given, i.e. for a Transducer). Validation: teacher-forced
+    ``token_acc`` and ``loss`` (plus generation metrics when ``valid_generate``); test: greedy
+    generation -> ``bleu``, ``sbleu``, ``em`` and ``token_acc``.
+    """
+
+    def __init__(self, lm, tokenizer, data: dict[str, list[Encoded]], cfg: CodeTaskConfig,
+                 label_table: torch.Tensor | None = None, device: torch.device | str = "cpu"):
+        for split in ("train", "valid", "test"):
+            if not data.get(split):
+                raise ConfigError(f"task {cfg.task!r}: the {split} split is empty (limits too tight?)")
+        self.lm, self.tok, self.data, self.cfg = lm, tokenizer, data, cfg
+        self.model = lm.module
+        self.device = torch.device(device)
+        self.label_table = label_table
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.single_line = TASKS[cfg.task].single_line
+        self.predictions: dict[str, list[str]] = {}
+
+    def _batch(self, examples: Sequence[Encoded], train: bool) -> dict[str, Any]:
+        graphs = None
+        if self.label_table is not None:
+            from .transducer import batch_graphs
+
+            graphs = batch_graphs([e.graph for e in examples], self.label_table)
+        batch = collate(examples, self.pad_id, self.lm.is_encoder_decoder, train, graphs)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def batches(self, epoch: int, generator: torch.Generator):
+        train = self.data["train"]
+        order = torch.randperm(len(train), generator=generator).tolist()
+        size = self.cfg.batch_size
+        return [self._batch([train[i] for i in order[s:s + size]], True) for s in range(0, len(order), size)]
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        return self.lm(batch).loss
+
+    def _teacher_forced(self, examples: Sequence[Encoded]) -> dict[str, float]:
+        correct = total = 0
+        loss_sum = 0.0
+        for s in range(0, len(examples), self.cfg.eval_batch_size):
+            batch = self._batch(examples[s:s + self.cfg.eval_batch_size], True)
+            out = self.lm(batch)
+            c, t = token_accuracy(out.logits, batch["labels"], self.lm.is_encoder_decoder)
+            correct, total = correct + c, total + t
+            loss_sum += float(out.loss) * t
+        return {"token_acc": 100.0 * correct / max(total, 1), "loss": loss_sum / max(total, 1)}
+
+    def decode(self, ids: torch.Tensor) -> str:
+        text = self.tok.decode(ids, skip_special_tokens=True)
+        if self.single_line:
+            text = text.strip("\n").split("\n")[0]
+        return text.strip()
+
+    def generate(self, examples: Sequence[Encoded]) -> list[str]:
+        out = []
+        for s in range(0, len(examples), self.cfg.eval_batch_size):
+            batch = self._batch(examples[s:s + self.cfg.eval_batch_size], False)
+            ids = self.lm.generate(batch, max_new_tokens=self.cfg.max_target_tokens + 1,
+                                   eos_token_id=self.tok.eos_token_id, pad_token_id=self.pad_id)
+            out.extend(self.decode(row) for row in ids)
+        return out
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        check_choice("split", split, ("valid", "test"))
+        examples = self.data[split]
+        metrics = self._teacher_forced(examples)
+        if split == "test" or self.cfg.valid_generate:
+            hyps = self.generate(examples)
+            self.predictions[split] = hyps
+            metrics.update(generation_metrics(hyps, [e.reference for e in examples]))
+        return metrics
