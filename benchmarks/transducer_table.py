@@ -140,17 +140,18 @@ def run_task(task: str, backbone, tok, labels: LabelEmbeddings, args) -> list[di
 def markdown(rows: list[dict], args, note: str) -> str:
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     lines = [note, "", "| method | trainable params | " + " | ".join(
-        f"{t} BLEU | {t} EM | {t} tok-acc" for t in tasks) + " |",
-        "|---|---:|" + "---:|" * (3 * len(tasks))]
+        f"{t} BLEU | {t} sBLEU | {t} EM | {t} tok-acc" for t in tasks) + " |",
+        "|---|---:|" + "---:|" * (4 * len(tasks))]
     for method in dict.fromkeys(r["method"] for r in rows):
         cells, params = [], ""
         for t in tasks:
             r = next((r for r in rows if r["task"] == t and r["method"] == method), None)
             if r is None:
-                cells += ["", "", ""]
+                cells += ["", "", "", ""]
                 continue
             params = f"{r['trainable']:,}"
-            cells += [f"{r['test']['bleu']:.2f}", f"{r['test']['em']:.1f}", f"{r['test']['token_acc']:.1f}"]
+            t_ = r["test"]
+            cells += [f"{t_['bleu']:.2f}", f"{t_['sbleu']:.2f}", f"{t_['em']:.1f}", f"{t_['token_acc']:.1f}"]
         lines.append(f"| {method} | {params} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -173,7 +174,12 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(RESULTS / "transducer_table"), help="writes OUT.json and OUT.md")
+    p.add_argument("--render", metavar="JSON", default=None, help="only re-print the table of a results JSON")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        print(markdown(saved["rows"], args, saved["note"]))
+        return 0
     args.tasks = [t for t in args.tasks.split(",") if t]
     args.methods = [m for m in args.methods.split(",") if m]
     for m in args.methods:
@@ -194,7 +200,8 @@ def main(argv=None) -> int:
             f"Subsample: train {args.train_size} / valid {args.valid_size} / test {args.test_size} pairs per task, "
             f"only pairs with source <= {args.max_source} and target <= {args.max_target} tokens, seed {args.seed}; "
             f"AdamW lr {args.lr}, batch {args.batch_size}, {args.epochs} epoch(s). "
-            f"Test: greedy decoding; BLEU = corpus BLEU-4 on code tokens, EM = exact match %, tok-acc = "
+            f"Test: greedy decoding; BLEU = corpus BLEU-4 on code tokens, sBLEU = mean smoothed sentence BLEU-4, "
+            f"EM = exact match %, tok-acc = "
             f"teacher-forced next-token accuracy on the target. NOT comparable to the paper (CodeT5+ 220M, full "
             f"training sets): a 135M decoder-only chat model on a tiny subsample. Paper-scale Transducer size "
             f"(d=768, 1024-d labels) from the formula: as-released {paper_scale['as-released']:,}, "
