@@ -31,6 +31,7 @@ from cptpp.recsys.prompts import (PromptGenerator, high_order_profile,
                                   historical_profile, interaction_graph, make_fusion, nmf)
 from cptpp.recsys.sampling import NegativeSampler, bpr_batches, num_bpr_batches
 from cptpp.recsys.task import SizedIterable
+from cptpp.train import distributed as dist
 from graph_tools.sparse import normalized_bipartite_graph
 
 # --------------------------------------------------------------------------- artifacts
@@ -123,8 +124,9 @@ class PromptTuningTask:
         self._csr = {s: data.csr(s) for s in ("train", "valid", "test")}
 
     def batches(self, epoch: int, generator: torch.Generator):
-        it = bpr_batches(self.train_pairs, self.cfg.batch_size, self.sampler, generator)
-        return SizedIterable(it, num_bpr_batches(len(self.train_pairs), self.cfg.batch_size))
+        rank, world = dist.rank(), dist.world_size()
+        it = bpr_batches(self.train_pairs, self.cfg.batch_size, self.sampler, generator, rank, world)
+        return SizedIterable(it, num_bpr_batches(len(self.train_pairs), self.cfg.batch_size, world))
 
     def loss(self, batch) -> torch.Tensor:
         users, pos, neg = batch

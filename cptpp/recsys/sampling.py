@@ -180,12 +180,13 @@ def bpr_batches(train_pairs, batch_size: int, sampler: NegativeSampler,
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch of BPR triples ``(users [B], pos_items [B], neg_items [B])``.
 
-    The pairs are shuffled with one permutation drawn from ``generator``; rank ``r`` takes
-    positions ``r, r + world_size, r + 2*world_size, ...`` of it (as torch's
-    ``DistributedSampler`` does). For DDP every rank must pass a generator in the *same* state,
-    so all ranks see the same permutation; negatives then come from a per-rank generator seeded
-    from the shared one, so ranks draw independent negatives and the whole epoch is a function
-    of the generator state alone.
+    The pairs are shuffled with one permutation drawn from ``generator`` and cut into *global*
+    batches of ``batch_size * world_size`` pairs; negatives are drawn for each global batch from
+    one stream seeded by ``generator``, and rank ``r`` takes positions ``r, r + world_size, ...``
+    of it. So ``world_size`` ranks with ``batch_size`` each see exactly the pairs and negatives
+    that one process with ``batch_size * world_size`` sees, split without overlap (DDP then
+    averages their gradients into the single-process gradient of a mean loss). Every rank must
+    pass a generator in the *same* state.
 
     Sharding, so that every rank runs the same number of steps:
 
@@ -215,21 +216,19 @@ def bpr_batches(train_pairs, batch_size: int, sampler: NegativeSampler,
     n = len(pairs)
     gdev = generator.device if generator is not None else torch.device("cpu")
     perm = torch.randperm(n, generator=generator, device=gdev).to(sampler.device)
-    # Per-rank negative stream: distinct across ranks, determined by the shared state.
-    base_seed = int(torch.randint(2**62, (1,), generator=generator, device=gdev))
+    # One negative stream for the whole epoch, determined by the shared generator state.
     neg_gen = torch.Generator(device=gdev)
-    neg_gen.manual_seed(base_seed + rank)
+    neg_gen.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=gdev)))
 
     if drop_last:
         perm = perm[: (n // world_size) * world_size]
     elif n % world_size:
         pad = world_size - n % world_size
         perm = torch.cat([perm, perm[torch.arange(pad, device=perm.device) % max(n, 1)]])
-    mine = perm[rank::world_size]
-    # one gather per column for the whole shard; batches are then contiguous slices
-    users_all, pos_all = pairs[:, 0][mine], pairs[:, 1][mine]
+    users_all, pos_all = pairs[:, 0][perm], pairs[:, 1][perm]
     n_batches = num_bpr_batches(n, batch_size, world_size, drop_last)
+    step = batch_size * world_size
     for b in range(n_batches):
-        users = users_all[b * batch_size:(b + 1) * batch_size]
-        pos = pos_all[b * batch_size:(b + 1) * batch_size]
-        yield users, pos, sampler.sample(users, generator=neg_gen, num_negatives=num_negatives)
+        users = users_all[b * step:(b + 1) * step]
+        neg = sampler.sample(users, generator=neg_gen, num_negatives=num_negatives)
+        yield users[rank::world_size], pos_all[b * step:(b + 1) * step][rank::world_size], neg[rank::world_size]

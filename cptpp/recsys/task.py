@@ -11,6 +11,7 @@ from cptpp.recsys.evaluation import evaluate_embeddings
 from cptpp.recsys.interactions import Interactions
 from cptpp.recsys.objectives import OBJECTIVES
 from cptpp.recsys.sampling import NegativeSampler, bpr_batches, num_bpr_batches
+from cptpp.train import distributed as dist
 from graph_tools.sparse import normalized_bipartite_graph
 
 class RecTask:
@@ -39,8 +40,9 @@ class RecTask:
     # ---- the loop's interface
     def batches(self, epoch: int, generator: torch.Generator):
         self.objective.start_epoch(generator)
-        it = bpr_batches(self.train_pairs, self.cfg.batch_size, self.sampler, generator)
-        return SizedIterable(it, num_bpr_batches(len(self.train_pairs), self.cfg.batch_size))
+        rank, world = dist.rank(), dist.world_size()
+        it = bpr_batches(self.train_pairs, self.cfg.batch_size, self.sampler, generator, rank, world)
+        return SizedIterable(it, num_bpr_batches(len(self.train_pairs), self.cfg.batch_size, world))
 
     def loss(self, batch) -> torch.Tensor:
         users, pos, neg = batch

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cptpp.config import ConfigError, check_choice
+from cptpp.train import distributed as dist
 from cptpp.train.allocator import keep_freed_memory
 from cptpp.io import append_jsonl, save_torch, write_json
 from cptpp.train.config import TrainConfig
@@ -110,6 +111,8 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
     from tqdm.auto import tqdm
 
     keep_freed_memory()
+    dist.setup_from_env()
+    main_rank = dist.is_main()
     out = Path(cfg.out) if cfg.out else None
     gen = seed_everything(cfg.seed)
     params = [p for p in task.model.parameters() if p.requires_grad]
@@ -131,14 +134,17 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
             best_valid, epoch_seconds = ckpt["best_valid"], ckpt["epoch_seconds"]
             best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
             kept = _read_metrics(out / "metrics.jsonl", ckpt["epoch"])
-            (out / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+            if main_rank:
+                (out / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
         else:
             if (out / "results.json").exists() or ckpt_path.exists():
                 if not cfg.resume:
                     raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.jsonl").write_text("")
-            write_json(out / "config.json", {"train": asdict(cfg), **(run_config or {})})
+            if main_rank:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "metrics.jsonl").write_text("")
+                write_json(out / "config.json", {"train": asdict(cfg), "world_size": dist.world_size(),
+                                                 **(run_config or {})})
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -149,12 +155,13 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         t0 = time.perf_counter()
         batches = task.batches(epoch, gen)
         total, n = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not cfg.progress, leave=False,
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not (cfg.progress and main_rank), leave=False,
                    total=len(batches) if hasattr(batches, "__len__") else None)
         for batch in bar:
             loss = task.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            dist.average_gradients(params)
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
@@ -169,8 +176,11 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             task.model.eval()
             t1 = time.perf_counter()
-            with torch.no_grad():
-                valid = task.evaluate("valid")
+            valid = None
+            if main_rank:
+                with torch.no_grad():
+                    valid = task.evaluate("valid")
+            valid = dist.broadcast_object(valid)
             record["eval_seconds"] = time.perf_counter() - t1
             record["valid"] = valid
             if cfg.metric not in valid:
@@ -178,14 +188,14 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
             if valid[cfg.metric] > best_value:
                 best_value, best_epoch, best_valid, bad_evals = valid[cfg.metric], epoch, valid, 0
                 best_state = _clone_state(task.model)
-                if out:
+                if out and main_rank:
                     save_torch(out / "best.pt", best_state)
             else:
                 bad_evals += 1
-            if cfg.progress:
+            if cfg.progress and main_rank:
                 shown = ", ".join(f"{k}={v:.4f}" for k, v in valid.items() if k.endswith("@20") or k == cfg.metric)
                 tqdm.write(f"epoch {epoch}: loss={record['loss']:.4f} {shown} ({train_seconds:.1f}s)")
-        if out:
+        if out and main_rank:
             append_jsonl(out / "metrics.jsonl", record)
             save_torch(ckpt_path, {
                 "epoch": epoch, "model": task.model.state_dict(), "optimizer": opt.state_dict(),
@@ -195,8 +205,11 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
 
     task.model.load_state_dict(best_state)
     task.model.eval()
-    with torch.no_grad():
-        test = task.evaluate("test")
+    test = None
+    if main_rank:
+        with torch.no_grad():
+            test = task.evaluate("test")
+    test = dist.broadcast_object(test)
     results = {
         "valid": best_valid,
         "test": test,
@@ -205,6 +218,6 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         "stopped_early": stopped_early,
         "seconds_per_epoch": float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
     }
-    if out:
+    if out and main_rank:
         write_json(out / "results.json", results)
     return results
