@@ -72,6 +72,30 @@ def load(name: str):
     return model, tok
 
 
+def markdown(results: dict) -> str:
+    """The README table from a results dict (also usable on a saved peftt_table.json)."""
+    args = argparse.Namespace(**results["settings"])
+    rows, coverage, sizes = results["methods"], results["coverage"], results["sizes"]
+    md = [f"**TNCC-title** (test accuracy / macro-F1 x100; {args.model}, {results['architecture']})\n",
+          "| method | trainable params | % of base | lr | accuracy | macro-F1 |", "|---|---:|---:|---:|---:|---:|"]
+    order = [m for m in METHODS if m in rows] + [m for m in rows if m not in METHODS]  # JSON sorts keys
+    for method, r in ((m, rows[m]) for m in order):
+        md.append(f"| {method} | {r['trainable_params']:,} | {r['trainable_percent']:.3g}% | {r['lr']:g} | "
+                  f"{100 * r['test']['accuracy']:.1f} | {100 * r['test']['macro_f1']:.1f} |")
+    md.append(f"| majority class | 0 | | | {100 * results['majority_class_test_accuracy']:.1f} | |")
+    cov = "; ".join(f"{k}: {100 * v['unk_fraction']:.0f}% [UNK], {v['tokens_per_text']:.0f} tokens/title, "
+                    f"{100 * v['collided_fraction']:.0f}% of titles and "
+                    f"{100 * v['word_collided_fraction']:.0f}% of distinct syllables "
+                    "share their token sequence with another" for k, v in coverage.items())
+    md.append(f"\nTokenizer coverage of the training titles: {cov}.")
+    md.append(f"Stratified subsamples (seed {args.seed}): train {sizes['train']}, valid {sizes['valid']}, "
+              f"test {sizes['test']} titles; titles cut to {args.max_length} tokens (with the question); "
+              f"{args.epochs} epoch(s), batch {args.batch_size}, AdamW; adapters {args.adapter_kind} r="
+              f"{args.reduction_factor}; prompt {args.prompt_tokens} tokens; "
+              f"{results['cpu_seconds_total'] / 60:.1f} CPU-minutes.\n")
+    return "\n".join(md)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="smollm2", help="smollm2 or a local checkpoint path (e.g. a Tibetan PLM)")
@@ -130,24 +154,9 @@ def main(argv=None) -> dict:
                "methods": rows, "cpu_seconds_total": time.process_time() - t_all}
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "peftt_table.json", results)
-    md = [f"**TNCC-title** (test accuracy / macro-F1 x100; {args.model}, {arch})\n",
-          "| method | trainable params | % of base | lr | accuracy | macro-F1 |", "|---|---:|---:|---:|---:|---:|"]
-    for method, r in rows.items():
-        md.append(f"| {method} | {r['trainable_params']:,} | {r['trainable_percent']:.2f}% | {r['lr']:g} | "
-                  f"{100 * r['test']['accuracy']:.1f} | {100 * r['test']['macro_f1']:.1f} |")
-    md.append(f"| majority class | 0 | | | {100 * maj_acc:.1f} | |")
-    cov = "; ".join(f"{k}: {100 * v['unk_fraction']:.0f}% [UNK], {v['tokens_per_text']:.0f} tokens/title, "
-                    f"{100 * v['collided_fraction']:.0f}% of titles and "
-                    f"{100 * v['word_collided_fraction']:.0f}% of distinct syllables "
-                    "share their token sequence with another" for k, v in coverage.items())
-    md.append(f"\nTokenizer coverage of the training titles: {cov}.")
-    md.append(f"Stratified subsamples (seed {args.seed}): train {len(data['train'])}, valid {len(data['valid'])}, "
-              f"test {len(data['test'])} titles; titles cut to {args.max_length} tokens (with the question); "
-              f"{args.epochs} epoch(s), batch {args.batch_size}, AdamW; adapters {args.adapter_kind} r="
-              f"{args.reduction_factor}; prompt {args.prompt_tokens} tokens; "
-              f"{results['cpu_seconds_total'] / 60:.1f} CPU-minutes.\n")
-    (RESULTS / "peftt_table.md").write_text("\n".join(md))
-    print("\n".join(md))
+    md = markdown(results)
+    (RESULTS / "peftt_table.md").write_text(md)
+    print(md)
     return results
 
 
