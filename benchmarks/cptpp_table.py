@@ -15,7 +15,6 @@ Writes ``benchmarks/results/cptpp.json`` and ``cptpp.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import json
 import os
 import sys
 import time

@@ -111,7 +111,7 @@ def test_table_malformed_line_names_file_line_and_format(tmp_path, text, bad_lin
 
 def test_adjacency_malformed_line(tmp_path):
     path = _write(tmp_path / "train.txt", "0 1 2\n1 2 x3\n")
-    with pytest.raises(MalformedLineError, match=rf"train.txt:2: malformed line '1 2 x3'.*'x'.*user item item"):
+    with pytest.raises(MalformedLineError, match=r"train.txt:2: malformed line '1 2 x3'.*'x'.*user item item"):
         read_adjacency(path)
 
 

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from cptpp.download import ChecksumError
 import torch
 
 from cptpp.config import ConfigError
@@ -64,7 +66,7 @@ def test_read_jsonl_names_file_and_line_on_bad_input(tmp_path):
     with pytest.raises(ConfigError, match=r"x\.jsonl:2: malformed"):
         read_jsonl(path)
     path.write_text('{"a": 1}\n')
-    with pytest.raises(ConfigError, match="sha256 mismatch"):
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
         read_jsonl(path, expected_sha256="0" * 64)
 
 
@@ -90,7 +92,7 @@ def test_load_task_protocol_on_a_fake_root(tmp_path):
     assert (len(s.train), len(s.valid), len(s.test)) == (20, 10, 7)
     assert not {e.text_a for e in s.train} & {e.text_a for e in s.valid}
     assert "official validation as test" in s.protocol and "subsampled to 20" in s.protocol
-    with pytest.raises(ConfigError, match="sha256"):
+    with pytest.raises(ChecksumError, match="sha256"):
         load_task("RTE", tmp_path)                                    # fake files are not the published ones
     with pytest.raises(FileNotFoundError, match="few_shot"):
         load_task("BoolQ", tmp_path, verify=False)

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from cptpp.download import ChecksumError
+
 from cptpp.config import ConfigError
 from cptpp.peft.tagging_data import (TaggedSentence, entity_f1, entity_spans, load_tagging, load_tagging_splits,
                                      read_tsv, relpath, tagging_metrics, token_accuracy)
@@ -26,7 +28,7 @@ def test_read_tsv_sentences_and_errors(tmp_path):
     unlabelled = write(tmp_path / "test-en.tsv", "Kanye\nWest\n")
     with pytest.raises(ConfigError, match=r"test-en.tsv:1: .*carry no tags"):
         read_tsv(unlabelled)
-    with pytest.raises(ConfigError, match="sha256 mismatch"):
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
         read_tsv(p, expected_sha256="0" * 64)
 
 
@@ -82,7 +84,7 @@ def test_splits_protocol_on_a_fake_mirror(tmp_path):
     assert len(small.train) == 2 and "subsampled" in small.protocol
     with pytest.raises(ConfigError, match="language='xx'"):
         load_tagging_splits("ner", ["xx"], root, verify=False)
-    with pytest.raises(ConfigError, match="sha256"):  # fake files are not the mirrored copies
+    with pytest.raises(ChecksumError, match="sha256"):  # fake files are not the mirrored copies
         load_tagging("ner", "train", "en", root)
 
 

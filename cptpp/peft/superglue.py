@@ -14,7 +14,6 @@ pair, an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and the class is scored by
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cptpp.download import verify_sha256
 from cptpp.config import ConfigError, check_choice, check_range
 
 TASKS = ("BoolQ", "CB", "COPA", "MultiRC", "RTE", "WiC", "WSC")
@@ -108,20 +108,11 @@ def find_file(relpath: str, root: str | Path | None = None) -> Path:
         f"(its text/ folder) or unpack {OFFICIAL_URL.format(task=task)} into <root>/superglue/{task}/")
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read_jsonl(path: str | Path, expected_sha256: str | None = None) -> list[dict]:
     """Records of a JSON-lines file; a checksum mismatch or bad line is an error naming file and line."""
     path = Path(path)
-    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
-        raise ConfigError(f"{path}: sha256 mismatch (expected {expected_sha256}); the file is corrupt or "
-                          "not the published copy")
+    if expected_sha256 is not None:
+        verify_sha256(path, expected_sha256, hint="not the published copy")
     records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from cptpp.config import ConfigError, check_choice
-from cptpp.peft.superglue import data_roots, sha256_of
+from cptpp.download import verify_sha256
+from cptpp.peft.superglue import data_roots
 
 TASKS = ("ner", "pos")
 NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -92,9 +93,8 @@ def read_tsv(path: str | Path, tag_set: tuple[str, ...] | None = None,
     """Sentences of an XTREME ``token<TAB>tag`` file. A line without a tab (e.g. PAN-X's unlabelled test
     files), an empty token or a tag outside ``tag_set`` is an error naming the file and line."""
     path = Path(path)
-    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
-        raise ConfigError(f"{path}: sha256 mismatch (expected {expected_sha256}); the file is corrupt or "
-                          "not the mirrored copy")
+    if expected_sha256 is not None:
+        verify_sha256(path, expected_sha256, hint="not the published copy")
     sentences: list[TaggedSentence] = []
     words: list[str] = []
     tags: list[str] = []

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cptpp.download import verify_sha256
 from cptpp.config import ConfigError, check_choice
-from cptpp.peft.superglue import (Example, SuperGlueTask, accuracy, data_roots, encode, f1_macro, sha256_of,
+from cptpp.peft.superglue import (Example, SuperGlueTask, accuracy, data_roots, encode, f1_macro,
                                   verbalizer_ids)
 
 LABELS = ("Arts", "Customs", "Economics", "Education", "Environment", "Instruments", "Language", "Literature",
@@ -43,8 +44,8 @@ class Title:
 def read_tncc(path: str | Path, expected_sha256: str | None = None) -> list[Title]:
     """Titles of one file; an unknown label or a line without a tab is an error naming file and line."""
     path = Path(path)
-    if expected_sha256 is not None and sha256_of(path) != expected_sha256:
-        raise ConfigError(f"{path}: sha256 mismatch (expected {expected_sha256}); not the published copy")
+    if expected_sha256 is not None:
+        verify_sha256(path, expected_sha256, hint="not the published copy")
     out = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
