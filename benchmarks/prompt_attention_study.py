@@ -1,13 +1,15 @@
 """Prompt-attention vs self-attention vs linear models on the contextual mixture (Oymak et al., ICML 2023).
 
-    .venv/bin/python benchmarks/prompt_attention_study.py            # ~2-4 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/prompt_attention_study.py            # ~1-4 minutes on 2 CPU cores
 
-Two sweeps, each model trained by full-batch Adam on the logistic loss, test accuracy on 2000 fresh
+Three sweeps, each model trained by full-batch Adam on the logistic loss, test accuracy on 2000 fresh
 examples, mean over seeds:
   (a) training-set size n at fixed noise (sample efficiency);
-  (b) irrelevant-token noise strength rho at fixed n.
-For the softmax prompt-attention models it also reports the attention mass the prompt puts on the
-context-relevant tokens (the paper's "the prompt attends to the relevant tokens").
+  (b) irrelevant-token noise strength rho at fixed n;
+  (c) fraction zeta of context-relevant tokens at fixed n and rho.
+A setting shared by two sweeps is trained once. For the softmax prompt-attention models it also reports
+the attention mass the prompt puts on the context-relevant tokens (the paper's "the prompt attends to
+the relevant tokens"), next to the mass uniform attention would give (k/T relevant tokens).
 
 Writes benchmarks/results/prompt_attention.{json,csv,md} and prompt_attention.png.
 """
@@ -55,27 +57,49 @@ def run_setting(cfg: ContextualMixtureConfig, n_train: int, seeds: list[int], st
         rows.append({"model": name, "n_train": n_train, "noise_strength": cfg.noise_strength,
                      "relevant_fraction": cfg.relevant_fraction, "test_accuracy": sum(accs) / len(accs),
                      "min_accuracy": min(accs), "max_accuracy": max(accs),
-                     "relevant_attention": None if masses[0] is None else sum(masses) / len(masses)})
+                     "relevant_attention": None if masses[0] is None else sum(masses) / len(masses),
+                     "uniform_attention": cfg.num_relevant / cfg.seq_len})
     return rows
 
 
-def plot(rows_n: list[dict], rows_rho: list[dict], path: Path) -> None:
+# (sweep name, row key, axis label, table title template)
+SWEEPS = (("n_train", "n_train", "training examples n", "(a) noise rho={rho:g}, zeta={zeta:g}, by training size n"),
+          ("noise", "noise_strength", "irrelevant-token noise rho", "(b) n={n}, zeta={zeta:g}, by noise strength rho"),
+          ("relevant_fraction", "relevant_fraction", "fraction of relevant tokens zeta",
+           "(c) n={n}, rho={rho:g}, by fraction of context-relevant tokens zeta"))
+
+
+def plot(sweeps: dict[str, list[dict]], path: Path) -> None:
+    """One accuracy panel per sweep, plus the prompt's attention mass on relevant tokens vs zeta."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
-    for ax, rows, key, label in ((axes[0], rows_n, "n_train", "training examples n"),
-                                 (axes[1], rows_rho, "noise_strength", "irrelevant-token noise rho")):
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    for ax, (sweep, key, label, _) in zip(axes, SWEEPS):
+        rows = sweeps[sweep]
         for name in MODELS:
-            pts = [(r[key], r["test_accuracy"]) for r in rows if r["model"] == name]
+            pts = sorted((r[key], r["test_accuracy"]) for r in rows if r["model"] == name)
             ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=name)
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
         if key == "n_train":
             ax.set_xscale("log", base=2)
     axes[0].legend(fontsize=7)
+    ax = axes[3]
+    rows = sweeps["relevant_fraction"]
+    for name in MODELS:
+        pts = sorted((r["relevant_fraction"], r["relevant_attention"]) for r in rows
+                     if r["model"] == name and r["relevant_attention"] is not None)
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    base = sorted({(r["relevant_fraction"], r["uniform_attention"]) for r in rows})
+    ax.plot([b[0] for b in base], [b[1] for b in base], "k--", label="uniform attention (k/T)")
+    ax.set_xlabel("fraction of relevant tokens zeta")
+    ax.set_ylabel("attention mass on relevant tokens")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -89,7 +113,8 @@ def main(argv=None) -> None:
     p.add_argument("--noise", type=floats, default=[0.0, 1.0, 2.0, 4.0])
     p.add_argument("--fixed-n", type=int, default=64)
     p.add_argument("--fixed-noise", type=float, default=3.0)
-    p.add_argument("--relevant-fraction", type=float, default=0.1)
+    p.add_argument("--relevant-fraction", type=float, default=0.1, help="zeta for sweeps (a) and (b)")
+    p.add_argument("--fractions", type=floats, default=[0.05, 0.1, 0.2, 0.4], help="zeta values of sweep (c)")
     p.add_argument("--seq-len", type=int, default=20)
     p.add_argument("--dim", type=int, default=16)
     p.add_argument("--seeds", type=ints, default=[0, 1])
@@ -102,35 +127,52 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base = ContextualMixtureConfig(seq_len=args.seq_len, dim=args.dim, relevant_fraction=args.relevant_fraction,
                                    noise_strength=args.fixed_noise)
+    cache: dict[tuple, list[dict]] = {}
+
+    def setting(cfg: ContextualMixtureConfig, n: int) -> list[dict]:
+        key = (cfg.noise_strength, cfg.relevant_fraction, n)
+        if key not in cache:
+            cache[key] = run_setting(cfg, n, args.seeds, args.steps, args.lr)
+        return cache[key]
+
     t0 = time.perf_counter()
-    rows_n = [r for n in args.n_train for r in run_setting(base, n, args.seeds, args.steps, args.lr)]
-    rows_rho = [r for rho in args.noise
-                for r in run_setting(replace(base, noise_strength=rho), args.fixed_n, args.seeds, args.steps, args.lr)]
+    sweeps = {
+        "n_train": [r for n in args.n_train for r in setting(base, n)],
+        "noise": [r for rho in args.noise for r in setting(replace(base, noise_strength=rho), args.fixed_n)],
+        "relevant_fraction": [r for z in args.fractions
+                              for r in setting(replace(base, relevant_fraction=z), args.fixed_n)],
+    }
     seconds = time.perf_counter() - t0
     write_json(out / "prompt_attention.json", {"args": vars(args), "data": asdict(base), "seconds": seconds,
-                                               "sweep_n": rows_n, "sweep_noise": rows_rho})
+                                               "trained_settings": len(cache),
+                                               **{f"sweep_{k}": v for k, v in sweeps.items()}})
     with open(out / "prompt_attention.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["sweep", *rows_n[0]])
+        w = csv.DictWriter(f, fieldnames=["sweep", *sweeps["n_train"][0]])
         w.writeheader()
-        w.writerows([{"sweep": "n_train", **r} for r in rows_n] + [{"sweep": "noise", **r} for r in rows_rho])
-    lines = [f"Contextual mixture: T={args.seq_len}, d={args.dim}, relevant fraction {args.relevant_fraction}, "
-             f"kappa {base.context_overlap}, sigma {base.sigma}; {args.steps} full-batch Adam steps (lr {args.lr}); "
-             f"test accuracy (%) on 2000 fresh examples, mean over seeds {args.seeds}. {seconds:.0f}s on CPU.", ""]
-    for title, rows, key in ((f"(a) noise rho={args.fixed_noise}, by training size n", rows_n, "n_train"),
-                             (f"(b) n={args.fixed_n}, by noise strength rho", rows_rho, "noise_strength")):
+        w.writerows([{"sweep": k, **r} for k, rows in sweeps.items() for r in rows])
+    header = (f"Contextual mixture: T={args.seq_len}, d={args.dim}, kappa {base.context_overlap}, sigma {base.sigma}; "
+              f"{args.steps} full-batch Adam steps (lr {args.lr}) for every sweep; test accuracy (%) on 2000 fresh "
+              f"examples, mean over seeds {args.seeds}. {len(cache)} distinct settings x {len(MODELS)} models, "
+              f"{seconds:.0f}s on CPU (1 thread).")
+    lines = [header, ""]
+    fmt = {"n": args.fixed_n, "rho": args.fixed_noise, "zeta": args.relevant_fraction}
+    for sweep, key, _, title in SWEEPS:
+        rows = sweeps[sweep]
         cols = sorted({r[key] for r in rows})
-        lines += [title, "", f"| model | {' | '.join(f'{key}={c:g}' for c in cols)} |",
+        lines += [title.format(**fmt), "", f"| model | {' | '.join(f'{key}={c:g}' for c in cols)} |",
                   "|---|" + "---|" * len(cols)]
         for name in MODELS:
             cells = [next(r for r in rows if r["model"] == name and r[key] == c) for c in cols]
             text = [f"{100 * c['test_accuracy']:.1f}" + (f" (attn {c['relevant_attention']:.2f})"
                                                          if c["relevant_attention"] is not None else "") for c in cells]
             lines.append(f"| {name} | {' | '.join(text)} |")
-        lines.append("")
-    lines.append("attn = mean softmax attention mass the prompt puts on the context-relevant tokens "
-                 f"(uniform attention would give {args.relevant_fraction:.2f}).")
+        uniform = [next(r["uniform_attention"] for r in rows if r[key] == c) for c in cols]
+        lines += [f"| (uniform attention mass) | {' | '.join(f'{u:.2f}' for u in uniform)} |", ""]
+    lines.append("attn = mean softmax attention mass the prompt puts on the context-relevant tokens; the last row "
+                 "of each table is what uniform attention would give (k/T, with k = max(1, round(zeta T)) relevant "
+                 "tokens).")
     (out / "prompt_attention.md").write_text("\n".join(lines) + "\n")
-    plot(rows_n, rows_rho, out / "prompt_attention.png")
+    plot(sweeps, out / "prompt_attention.png")
     print("\n".join(lines))
 
 
