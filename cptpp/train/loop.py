@@ -132,7 +132,10 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
             start_epoch = ckpt["epoch"] + 1
             best_value, best_epoch, bad_evals = ckpt["best_value"], ckpt["best_epoch"], ckpt["bad_evals"]
             best_valid, epoch_seconds = ckpt["best_valid"], ckpt["epoch_seconds"]
-            best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+            if (out / "best.pt").exists():  # absent when no evaluation has run yet
+                best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+            else:
+                best_state = _clone_state(task.model)
             kept = _read_metrics(out / "metrics.jsonl", ckpt["epoch"])
             if main_rank:
                 (out / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
