@@ -94,12 +94,27 @@ class BPR(Objective):
         return self._clean_rec_terms(users, pos, neg)
 
 
-@OBJECTIVES.register("sgl")
-class SGL(Objective):
-    """SGL: two stochastic views of the graph per epoch (edge dropout ``ed``, node dropout ``nd``,
-    or random walk ``rw`` = independent edge dropout per layer), InfoNCE between them."""
+class TwoViews(Objective):
+    """InfoNCE between two stochastic views of the encoder; BPR on the clean graph (SGL, SimGCL)."""
 
     has_cl = True
+
+    def view(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """View ``k`` (0 or 1) as (users ``[U, d]``, items ``[I, d]``)."""
+        raise NotImplementedError
+
+    def terms(self, users, pos, neg, need_rec=True):
+        (u1, i1), (u2, i2) = self.view(0), self.view(1)
+        out = {"cl": self._cl(u1, i1, u2, i2, users, pos)}
+        if need_rec:
+            out.update(self._clean_rec_terms(users, pos, neg))
+        return out
+
+
+@OBJECTIVES.register("sgl")
+class SGL(TwoViews):
+    """SGL: two stochastic views of the graph per epoch (edge dropout ``ed``, node dropout ``nd``,
+    or random walk ``rw`` = independent edge dropout per layer), InfoNCE between them."""
 
     def start_epoch(self, generator):
         t, cfg = self.task, self.cfg
@@ -111,30 +126,19 @@ class SGL(Objective):
         else:  # rw: a fresh subgraph for every layer of every view
             self.views = [[edge_dropout(*args) for _ in range(t.model.layers)] for _ in range(2)]
 
-    def terms(self, users, pos, neg, need_rec=True):
-        m = self.task.model
-        (u1, i1), (u2, i2) = m(self.views[0]), m(self.views[1])
-        out = {"cl": self._cl(u1, i1, u2, i2, users, pos)}
-        if need_rec:
-            out.update(self._clean_rec_terms(users, pos, neg))
-        return out
+    def view(self, k: int):
+        return self.task.model(self.views[k])
 
 
 @OBJECTIVES.register("simgcl")
-class SimGCL(Objective):
+class SimGCL(TwoViews):
     """SimGCL: two views from uniform noise added after every layer; clean graph for BPR."""
 
-    has_cl = True
     readout_from = 1
 
-    def terms(self, users, pos, neg, need_rec=True):
-        m, g, eps = self.task.model, self.task.graph, self.cfg.eps
-        noise = lambda h, layer: uniform_noise(h, eps)  # noqa: E731
-        (u1, i1), (u2, i2) = m(g, noise), m(g, noise)
-        out = {"cl": self._cl(u1, i1, u2, i2, users, pos)}
-        if need_rec:
-            out.update(self._clean_rec_terms(users, pos, neg))
-        return out
+    def view(self, k: int):
+        eps = self.cfg.eps
+        return self.task.model(self.task.graph, lambda h, layer: uniform_noise(h, eps))
 
 
 @OBJECTIVES.register("xsimgcl")
