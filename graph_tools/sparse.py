@@ -42,13 +42,44 @@ def torch_scatter_available() -> bool:
     return _torch_scatter is not None
 
 
-if _numba is not None:
+_MAX_SPECIALIZED_WIDTH = 256
+_spmm_kernels: dict[int, Callable] = {}
 
-    @_numba.njit(parallel=True, fastmath=True, cache=True)
-    def _csr_spmm_numba(indptr, indices, values, x, out):  # pragma: no cover - compiled
-        n_rows = indptr.shape[0] - 1
+
+def _numba_spmm_kernel(width: int) -> Callable:
+    """The numba CSR x dense kernel compiled for feature width ``width`` (cached per width).
+
+    With the width a compile-time constant, LLVM keeps the row accumulator in vector registers
+    and unrolls the inner loop: about 2x faster than one kernel reading the width at run time
+    (5.3 vs 10.3 ms per product on ml-1m, 2 threads; ``benchmarks/propagate_speed.py``). Widths
+    above ``_MAX_SPECIALIZED_WIDTH`` share one generic kernel.
+    """
+    key = width if width <= _MAX_SPECIALIZED_WIDTH else 0
+    kernel = _spmm_kernels.get(key)
+    if kernel is None:
+        kernel = _spmm_kernels[key] = _compile_spmm(key)
+    return kernel
+
+
+def _compile_spmm(width: int) -> Callable:  # pragma: no cover - compiled code
+    if width:
+        @_numba.njit(parallel=True, fastmath=True)
+        def spmm(indptr, indices, values, x, out):
+            for r in _numba.prange(indptr.shape[0] - 1):
+                acc = np.zeros(width, x.dtype)
+                for k in range(indptr[r], indptr[r + 1]):
+                    v = values[k]
+                    c = indices[k]
+                    for j in range(width):
+                        acc[j] += v * x[c, j]
+                for j in range(width):
+                    out[r, j] = acc[j]
+        return spmm
+
+    @_numba.njit(parallel=True, fastmath=True)
+    def spmm_any_width(indptr, indices, values, x, out):
         d = x.shape[1]
-        for r in _numba.prange(n_rows):
+        for r in _numba.prange(indptr.shape[0] - 1):
             o = out[r]
             for j in range(d):
                 o[j] = 0.0
@@ -57,6 +88,7 @@ if _numba is not None:
                 xr = x[indices[k]]
                 for j in range(d):
                     o[j] += v * xr[j]
+    return spmm_any_width
 
 
 @dataclass(eq=False)
@@ -137,8 +169,8 @@ class SparseGraph:
             raise TypeError(f"matmul: x is {x.dtype} but the graph values are {self.values.dtype}")
         if x.device.type == "cpu" and _numba is not None and _SPMM_BACKEND != "torch":
             out = torch.empty(self.shape[0], x.shape[1], dtype=x.dtype)
-            _csr_spmm_numba(self.indptr.numpy(), self.indices.numpy(), self.values.numpy(),
-                            x.numpy(), out.numpy())
+            _numba_spmm_kernel(x.shape[1])(self.indptr.numpy(), self.indices.numpy(), self.values.numpy(),
+                                           x.numpy(), out.numpy())
             return out
         if self._torch_csr is None:
             with warnings.catch_warnings():  # "CSR support is in beta": we test this path ourselves

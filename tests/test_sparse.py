@@ -65,6 +65,19 @@ def test_propagate_and_gradient_match_dense(backend, monkeypatch):
     torch.testing.assert_close(xs.grad, xd.grad)
 
 
+@pytest.mark.parametrize("width", [1, 64, gs._MAX_SPECIALIZED_WIDTH + 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numba_kernel_every_width_matches_dense(width, dtype):
+    """Widths up to the limit get a kernel compiled for that width; wider ones share a generic one."""
+    if not gs.numba_available():
+        pytest.skip("numba not installed")
+    import scipy.sparse as sp
+    m = sp.random(40, 30, density=0.2, random_state=width, format="csr", dtype=np.float64)
+    g = gs.SparseGraph.from_scipy(m, dtype=dtype)
+    x = torch.randn(30, width, dtype=dtype)
+    torch.testing.assert_close(g.matmul(x), torch.from_numpy(m.toarray()).to(dtype) @ x)
+
+
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 def test_non_symmetric_matmul_uses_transpose_in_backward(backend, monkeypatch):
     if backend == "numba" and not gs.numba_available():
