@@ -1,6 +1,6 @@
 """CPTPP comparison table: joint-trained baselines vs pre-training + prompt tuning (CPTPP-H/M/R).
 
-    python benchmarks/cptpp_table.py --datasets ml-1m-implicit --seeds 0,1,2 --epochs 30 --pretrain-epochs 10
+    python benchmarks/cptpp_table.py --datasets ml-1m-implicit --seeds 0,1,2 --epochs 20 --pretrain-epochs 10
 
 For every dataset and seed: LightGCN, SGL/SimGCL/XSimGCL joint training (BPR + lambda * CL), and
 for each objective a contrastive-only pre-training followed by prompt tuning with each profile
@@ -10,16 +10,22 @@ test Recall/NDCG/Precision/HR @5 and @20 at the best-validation epoch; mean ± s
 Protocol notes (printed into the report): ML-1M uses the mirror's implicit 80/20 split of all
 ratings (the paper used ratings >= 4 with an unseeded shuffle, which cannot be reproduced);
 validation is a seeded 10% of each user's train items; epochs are capped (``--epochs``) on CPU.
-Writes ``benchmarks/results/cptpp.json`` and ``cptpp.md``.
+
+Resumable: every finished row (and each pre-trained encoder) is kept under ``--cache``, keyed by
+dataset, protocol and seed; a rerun skips what is done, so seeds can run in separate processes
+(``--seeds 1`` beside ``--seeds 2``). The report is rebuilt from the cache after every row:
+``benchmarks/results/cptpp.json`` and ``cptpp.md``, one section per dataset and protocol.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,22 +33,45 @@ sys.path.insert(0, str(HERE.parent))
 if not os.environ.get("CPTPP_DATA_MIRROR") and (HERE.parent.parent / "shared" / "data").is_dir():
     os.environ["CPTPP_DATA_MIRROR"] = str(HERE.parent.parent / "shared" / "data")
 
-from cptpp.io import write_json  # noqa: E402
-from cptpp.recsys.datasets import load_dataset  # noqa: E402
-from cptpp.recsys.prompt_tuning import PromptTuneConfig, PromptTuningTask  # noqa: E402
-from cptpp.recsys.task import RecConfig, RecTask, count_parameters  # noqa: E402
-from cptpp.train import TrainConfig, fit, seed_everything  # noqa: E402
+from cptpp.io import write_json, write_text
+from cptpp.recsys.datasets import load_dataset
+from cptpp.recsys.prompt_tuning import (
+    PromptTuneConfig,
+    PromptTuningTask,
+    load_pretrained,
+    save_pretrained,
+)
+from cptpp.recsys.task import RecConfig, RecTask, count_parameters
+from cptpp.train import TrainConfig, fit, seed_everything
 
 METRICS = [f"{m}@{k}" for k in (5, 20) for m in ("recall", "ndcg", "precision", "hit")]
 PROFILES = {"historical": "H", "factorization": "M", "high_order": "R"}
 
 
-def run_one(task, epochs: int, seed: int, patience: int, out: Path | None = None) -> dict:
+def run_one(task, epochs: int, seed: int, patience: int) -> dict:
     t0 = time.time()
-    res = fit(task, TrainConfig(epochs=epochs, lr=1e-3, seed=seed, patience=patience, progress=False,
-                                out=str(out) if out else None))
+    res = fit(task, TrainConfig(epochs=epochs, lr=1e-3, seed=seed, patience=patience, progress=False))
     return {"test": {m: res["test"][m] for m in METRICS}, "best_epoch": res["best_epoch"],
             "seconds": time.time() - t0, "params": count_parameters(task.model)}
+
+
+def row(label: str, make_task, epochs: int, patience: int, *, run_dir: Path, seed: int, command: str,
+        cache: Path, out: Path, extra_seconds: float = 0.0) -> None:
+    """Train and test one table cell unless the cache already holds it; then rebuild the report."""
+    path = run_dir / f"{slug(label)}.json"
+    if path.exists():
+        return
+    seed_everything(seed)
+    result = run_one(make_task(), epochs, seed, patience)
+    result.update(label=label, seed=seed, command=command, seconds=result["seconds"] + extra_seconds)
+    write_json(path, result)
+    print(f"{run_dir.parent.parent.name:16s} seed {seed} {label:22s} recall@20={result['test']['recall@20']:.4f} "
+          f"ndcg@20={result['test']['ndcg@20']:.4f} ({result['seconds']:.0f}s)", flush=True)
+    write_report(cache, out)
+
+
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
 
 
 def main(argv=None) -> int:
@@ -51,48 +80,63 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--objectives", default="sgl,simgcl,xsimgcl")
     ap.add_argument("--profiles", default="historical,factorization,high_order")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--cache", default="runs/cptpp_table",
+                    help="finished rows and pre-trained encoders are kept here; a rerun skips them")
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the report from --cache")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    report = {"command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
-              "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs, "seeds": seeds, "rows": {}}
-    out_json = Path(args.out) / "cptpp.json"
-    for name in args.datasets.split(","):
+    cache = Path(args.cache)
+    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
+    protocol = f"epochs{args.epochs}-pre{args.pretrain_epochs}-pat{args.patience}"
+    for name in ([] if args.report_only else args.datasets.split(",")):
         data = load_dataset(name, progress=False)
-        rows: dict[str, list[dict]] = {}
-
-        def record(label: str, result: dict) -> None:
-            rows.setdefault(label, []).append(result)
-            print(f"{name:16s} {label:22s} recall@20={result['test']['recall@20']:.4f} "
-                  f"ndcg@20={result['test']['ndcg@20']:.4f} ({result['seconds']:.0f}s)", flush=True)
-
         for seed in seeds:
-            seed_everything(seed)
-            record("LightGCN", run_one(RecTask(data, RecConfig(model="lightgcn", ks=[5, 20])), args.epochs, seed, args.patience))
+            run_dir = cache / name / protocol / f"seed{seed}"
+            cell = {"run_dir": run_dir, "seed": seed, "command": command, "cache": cache, "out": Path(args.out)}
+            row("LightGCN", partial(RecTask, data, RecConfig(model="lightgcn", ks=[5, 20])),
+                args.epochs, args.patience, **cell)
             for obj in args.objectives.split(","):
-                seed_everything(seed)
-                record(f"{obj.upper()} (joint)", run_one(RecTask(data, RecConfig(model=obj, ks=[5, 20])),
-                                                         args.epochs, seed, args.patience))
-                seed_everything(seed)
-                pre = RecTask(data, RecConfig(model=obj, mode="pretrain", ks=[5, 20]))
-                pre_res = run_one(pre, args.pretrain_epochs, seed, patience=0)
-                for prof in args.profiles.split(","):
+                row(f"{obj.upper()} (joint)", partial(RecTask, data, RecConfig(model=obj, ks=[5, 20])),
+                    args.epochs, args.patience, **cell)
+                pre_dir = run_dir / f"pretrain-{obj}"
+                if not (pre_dir / "encoder.pt").exists():
                     seed_everything(seed)
-                    tune = PromptTuningTask(pre.model, data, PromptTuneConfig(prompt=prof, ks=[5, 20]))
-                    r = run_one(tune, args.epochs, seed, args.patience)
-                    r["seconds"] += pre_res["seconds"]
-                    record(f"CPTPP-{PROFILES[prof]} ({obj.upper()})", r)
-        report["rows"][name] = {label: summarize(rs) for label, rs in rows.items()}
-        write_json(out_json, report)
-        write_markdown(report, out_json.with_suffix(".md"))
+                    pre = RecTask(data, RecConfig(model=obj, mode="pretrain", ks=[5, 20]))
+                    pre_res = run_one(pre, args.pretrain_epochs, seed, patience=0)
+                    save_pretrained(pre.model, pre_dir)
+                    write_json(pre_dir / "config.json", {"model": obj, "mode": "pretrain", "seed": seed, **pre_res})
+                encoder, pre_info = load_pretrained(pre_dir)
+                for prof in args.profiles.split(","):
+                    row(f"CPTPP-{PROFILES[prof]} ({obj.upper()})",
+                        partial(PromptTuningTask, encoder, data, PromptTuneConfig(prompt=prof, ks=[5, 20])),
+                        args.epochs, args.patience, extra_seconds=pre_info["seconds"], **cell)
+    write_report(cache, Path(args.out))
     return 0
 
 
+def write_report(cache: Path, out: Path) -> None:
+    """Rebuild ``cptpp.json``/``cptpp.md`` from every finished row in the cache (all seeds found)."""
+    report = {"datasets": {}}
+    for protocol_dir in sorted(cache.glob("*/*")):
+        rows: dict[str, list[dict]] = {}
+        for path in sorted(protocol_dir.glob("seed*/*.json")):
+            result = json.loads(path.read_text())
+            rows.setdefault(result["label"], []).append(result)
+        if rows:
+            key = f"{protocol_dir.parent.name} ({protocol_dir.name})"
+            report["datasets"][key] = {
+                "commands": sorted({r["command"] for rs in rows.values() for r in rs}),
+                "rows": {label: summarize(rs) for label, rs in rows.items()}}
+    write_json(out / "cptpp.json", report)
+    write_markdown(report, out / "cptpp.md")
+
+
 def summarize(results: list[dict]) -> dict:
-    out = {"n": len(results), "params": results[0]["params"],
+    out = {"n": len(results), "seeds": sorted(r["seed"] for r in results), "params": results[0]["params"],
            "seconds": statistics.mean(r["seconds"] for r in results)}
     for m in METRICS:
         vals = [r["test"][m] for r in results]
@@ -101,24 +145,30 @@ def summarize(results: list[dict]) -> dict:
 
 
 def write_markdown(report: dict, path: Path) -> None:
-    lines = ["# CPTPP vs joint training", "", f"Command: `{report['command']}`", "",
-             f"Test metrics at the best-validation epoch; mean ± std over seeds {report['seeds']}; "
-             f"at most {report['epochs']} epochs (patience 5), pre-training {report['pretrain_epochs']} epochs. "
-             "ML-1M is the mirror's implicit 80/20 split (not the paper's unseeded ratings>=4 split).", ""]
-    for name, rows in report["rows"].items():
-        lines += [f"## {name}", "", "| model | " + " | ".join(METRICS) + " | trainable params | s |",
-                  "|---" * (len(METRICS) + 3) + "|"]
+    lines = ["# CPTPP vs joint training", "",
+             ("Test metrics at the best-validation epoch; mean ± std over the seeds listed per row. Protocol "
+             "per section: `epochsE` = at most E epochs for joint training and prompt tuning (early stopping "
+             "on validation Recall@20, patience P), `preN` = N epochs of contrastive-only pre-training. "
+             "ML-1M is the mirror's implicit 80/20 split (not the paper's unseeded ratings>=4 split, which "
+             "cannot be reproduced); validation is a seeded 10% of each user's train items. "
+             "Time `s` = training + evaluation seconds (CPTPP rows include their pre-training)."), ""]
+    for name, section in report["datasets"].items():
+        rows = section["rows"]
+        lines += [f"## {name}", ""] + [f"Command: `{c}`" for c in section["commands"]] + [
+            "", "| model | seeds | " + " | ".join(METRICS) + " | trainable params | s |",
+            "|---" * (len(METRICS) + 4) + "|"]
         for label, r in rows.items():
             cells = [f"{r[m][0]:.4f}" + (f" ± {r[m][1]:.4f}" if r["n"] > 1 else "") for m in METRICS]
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {r['params']:,} | {r['seconds']:.0f} |")
-        joint = max((r["recall@20"][0], k) for k, r in rows.items() if "joint" in k or k == "LightGCN")
+            lines.append(f"| {label} | {len(r['seeds'])} | " + " | ".join(cells)
+                         + f" | {r['params']:,} | {r['seconds']:.0f} |")
+        joint = max(((r["recall@20"][0], k) for k, r in rows.items() if not k.startswith("CPTPP")), default=None)
         prompt = max(((r["recall@20"][0], k) for k, r in rows.items() if k.startswith("CPTPP")), default=None)
-        if prompt:
+        if joint and prompt:
             rel = (prompt[0] - joint[0]) / joint[0] * 100
-            lines += ["", f"Best joint: {joint[1]} {joint[0]:.4f}; best prompt-tuned: {prompt[1]} {prompt[0]:.4f} "
-                          f"({rel:+.1f}% Recall@20)."]
+            lines += ["", (f"Best joint-trained: {joint[1]} {joint[0]:.4f}; best prompt-tuned: {prompt[1]} "
+                           f"{prompt[0]:.4f} ({rel:+.1f}% Recall@20).")]
         lines.append("")
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ def write_json(path: str | Path, obj: Any) -> None:
     _atomic_write(path, lambda f: f.write(data))
 
 
+def write_text(path: str | Path, text: str) -> None:
+    data = text.encode()
+    _atomic_write(path, lambda f: f.write(data))
+
+
 def save_torch(path: str | Path, obj: Any) -> None:
     import torch
 

@@ -63,7 +63,7 @@ def _numba_spmm_kernel(width: int) -> Callable:
 
 def _compile_spmm(width: int) -> Callable:  # pragma: no cover - compiled code
     if width:
-        @_numba.njit(parallel=True, fastmath=True)
+        @_numba.njit(parallel=True, fastmath=True, cache=True)  # cached per width (closure value)
         def spmm(indptr, indices, values, x, out):
             for r in _numba.prange(indptr.shape[0] - 1):
                 acc = np.zeros(width, x.dtype)
@@ -76,7 +76,7 @@ def _compile_spmm(width: int) -> Callable:  # pragma: no cover - compiled code
                     out[r, j] = acc[j]
         return spmm
 
-    @_numba.njit(parallel=True, fastmath=True)
+    @_numba.njit(parallel=True, fastmath=True, cache=True)
     def spmm_any_width(indptr, indices, values, x, out):
         d = x.shape[1]
         for r in _numba.prange(indptr.shape[0] - 1):
