@@ -156,18 +156,33 @@ def test_baseline_trainable_counts(arch, tiny):
     d = 16
     counts = {m: sum(p.numel() for p in BaselineLM(make(arch, len(tok)), BaselineConfig(
         method=m, prompt_tokens=5, prefix_tokens=3)).module.parameters() if p.requires_grad)
-        for m in ("lora", "prompt", "prefix", "full", "frozen")}
+        for m in ("lora", "prompt", "prefix", "ia3", "full", "frozen")}
     full = sum(p.numel() for p in make(arch, len(tok)).parameters())
     if arch == "llama":   # 2 layers; q: 16->16, v: 16->8 (one kv head of 8); kv width 8
         lora = 2 * 8 * ((16 + 16) + (16 + 8))
         prefix = 3 * 2 * 2 * 8
+        ia3 = 2 * (8 + 8 + 32)        # k_proj, v_proj outputs (8 each) + down_proj input (intermediate 32)
     else:                 # q, v (16 -> 16) in encoder self, decoder self and decoder cross attention
         lora = 3 * 2 * 8 * (16 + 16)
         prefix = 3 * 1 * 2 * d
-    assert counts == {"lora": lora, "prompt": 5 * d, "prefix": prefix, "full": full, "frozen": 0}
+        ia3 = 3 * (16 + 16) + 2 * 32  # k, v of the three attentions + wo input (d_ff 32) in both stacks
+    assert counts == {"lora": lora, "prompt": 5 * d, "prefix": prefix, "ia3": ia3, "full": full, "frozen": 0}
 
 
-@pytest.mark.parametrize("method", ["lora", "prompt", "prefix"])
+@pytest.mark.parametrize("arch", ["llama", "t5"])
+def test_ia3_trains_only_its_scaling_vectors(arch, tiny):
+    from cptpp.code.baselines import BaselineConfig, BaselineLM
+
+    tok, make = tiny
+    lm = BaselineLM(make(arch, len(tok)), BaselineConfig(method="ia3"))
+    trainable = {n: p for n, p in lm.module.named_parameters() if p.requires_grad}
+    assert trainable and all(".ia3_l." in n for n in trainable)
+    targets = {"llama": ("k_proj", "v_proj", "down_proj"), "t5": ("k", "v", "wo")}[arch]
+    assert {n.split(".ia3_l.")[0].rsplit(".", 1)[1] for n in trainable} == set(targets)
+    assert all(torch.equal(p, torch.ones_like(p)) for p in trainable.values())  # starts as the identity
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt", "prefix", "ia3"])
 def test_baselines_train_through_fit(method, tiny):
     from cptpp.code.baselines import BaselineConfig, BaselineLM
     from cptpp.train import TrainConfig, fit
@@ -183,7 +198,7 @@ def test_baselines_train_through_fit(method, tiny):
     task = CodeGenTask(lm, tok, data, cfg)
     trained = {n: p.detach().clone() for n, p in lm.module.named_parameters() if p.requires_grad}
     res = fit(task, TrainConfig(epochs=1, lr=1e-2, optimizer="adamw", metric="token_acc", progress=False))
-    assert len(task.predictions["test"]) == 3 and "bleu" in res["test"]
+    assert len(task.predictions["test"]) == 3 and {"bleu", "chrf"} <= set(res["test"])
     changed = [n for n, p in lm.module.named_parameters() if p.requires_grad and not torch.equal(p, trained[n])]
     assert changed
     base = lm.module.get_base_model().state_dict()

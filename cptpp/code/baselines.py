@@ -7,6 +7,10 @@ Methods (paper sizes are for CodeT5+ 220M, d = 768, 12 + 12 layers):
 * ``prompt`` -- prompt tuning, 50 random virtual tokens: 50 x 768 = 38,400 there.
 * ``prefix`` -- prefix tuning without reparameterisation, 10 virtual tokens per layer's keys and
   values: 184,320 there.
+* ``ia3``    -- (IA)^3 (Liu et al. 2022): learned vectors that rescale the attention keys and
+  values and the input of the feed-forward output projection (peft's defaults per model type:
+  T5 ``k, v, wo``; Llama ``k_proj, v_proj, down_proj``), initialized to ones:
+  12 x (2 x 768 + 3072) (encoder) + 12 x (4 x 768 + 3072) (decoder: self and cross k, v) = 129,024 there.
 * ``full``   -- every backbone parameter trains (222.9M there).
 * ``frozen`` -- no training: the backbone as is (a zero-shot floor for the table).
 """
@@ -19,7 +23,8 @@ from torch import nn
 
 from cptpp.config import check_choice, check_range
 
-BASELINES = ("lora", "prompt", "prefix", "full", "frozen")
+BASELINES = ("lora", "prompt", "prefix", "ia3", "full", "frozen")
+PEFT_METHODS = ("lora", "prompt", "prefix", "ia3")
 
 
 @dataclass
@@ -41,7 +46,7 @@ class BaselineConfig:
 
 
 def _peft_config(cfg: BaselineConfig, encoder_decoder: bool):
-    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType
 
     task = TaskType.SEQ_2_SEQ_LM if encoder_decoder else TaskType.CAUSAL_LM
     if cfg.method == "lora":
@@ -50,6 +55,8 @@ def _peft_config(cfg: BaselineConfig, encoder_decoder: bool):
         # one prompt in front of the encoder input (Lester et al.); peft would otherwise add a second
         # one for the decoder of an encoder-decoder
         return PromptTuningConfig(task_type=task, num_virtual_tokens=cfg.prompt_tokens, num_transformer_submodules=1)
+    if cfg.method == "ia3":
+        return IA3Config(task_type=task)
     return PrefixTuningConfig(task_type=task, num_virtual_tokens=cfg.prefix_tokens)
 
 
@@ -63,7 +70,7 @@ class BaselineLM:
     def __init__(self, backbone: nn.Module, cfg: BaselineConfig):
         self.cfg = cfg
         self.is_encoder_decoder = bool(getattr(backbone.config, "is_encoder_decoder", False))
-        if cfg.method in ("lora", "prompt", "prefix"):
+        if cfg.method in PEFT_METHODS:
             from peft import get_peft_model
 
             self.module = get_peft_model(backbone, _peft_config(cfg, self.is_encoder_decoder))
@@ -72,7 +79,7 @@ class BaselineLM:
             for p in backbone.parameters():
                 p.requires_grad_(cfg.method == "full")
 
-    def to(self, device) -> "BaselineLM":
+    def to(self, device) -> BaselineLM:
         self.module.to(device)
         return self
 

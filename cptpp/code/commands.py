@@ -1,8 +1,10 @@
-"""`cptpp cpg FILE`: print the code property graph of a source file or one of its methods."""
+"""`cptpp cpg FILE` (the code property graph of a file or method) and `cptpp code-tune` (one method, one code task)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 _SUFFIX_LANGUAGE = {".java": "java", ".py": "python"}
@@ -23,6 +25,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--max-nodes", type=int, default=None, help="truncate to at most this many nodes")
     p.add_argument("--normalize-labels", action="store_true", help="split identifiers into lower-case subtokens")
     p.set_defaults(func=run_cpg)
+    _add_code_tune(subparsers)
 
 
 def _language(args) -> str:
@@ -62,4 +65,91 @@ def run_cpg(args) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(graph.to_dot(args.method or Path(args.file).stem))
+    return 0
+
+
+# --------------------------------------------------------------------------- code-tune
+
+def _add_code_tune(subparsers) -> None:
+    from .task_specs import TASKS
+    from .tune import METHODS
+
+    p = subparsers.add_parser(
+        "code-tune", help="train Transducer Tuning or a PEFT baseline on a code task (frozen HF backbone)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Adapt a frozen local Hugging Face LM (T5 family or causal LM) to a code task with Transducer "
+                    "Tuning or a peft baseline, trained by the shared loop (AdamW; early stopping on validation "
+                    "token accuracy; test once at the best epoch). Writes config.json, metrics.jsonl, "
+                    "results.json (BLEU, sBLEU, EM, ChrF, CodeBLEU for code targets) and test_predictions.txt.")
+    p.add_argument("--task", required=True, choices=tuple(TASKS), help="code task (data from the mirror)")
+    p.add_argument("--method", required=True, choices=METHODS, help="adaptation method")
+    p.add_argument("--model", required=True, metavar="PATH", help="local HF model folder (T5/CodeT5+/causal LM)")
+    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/code-tune-TASK-METHOD-TIME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--patience", type=int, default=0, help="stop after this many evaluations without gain (0: never)")
+    p.add_argument("--train-size", type=int, default=0, help="seeded sample of training pairs (0: all)")
+    p.add_argument("--valid-size", type=int, default=0, help="seeded sample of validation pairs (0: all)")
+    p.add_argument("--test-size", type=int, default=0, help="seeded sample of test pairs (0: all)")
+    p.add_argument("--max-source", type=int, default=400, help="source tokens per pair")
+    p.add_argument("--max-target", type=int, default=128, help="target tokens per pair")
+    p.add_argument("--truncate-long", action="store_true",
+                   help="truncate pairs over the limits instead of dropping them")
+    p.add_argument("--fusion", default=None, help="transducer only: cross-attention (default) or as-released")
+    p.add_argument("--label-encoder", default=None, metavar="PATH",
+                   help="transducer only: local sentence encoder for node labels (default: MiniLM package)")
+    p.add_argument("--max-nodes", type=int, default=None, help="transducer only: CPG nodes per example (default 50)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding the task folders (default: $CPTPP_DATA_MIRROR/code)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=run_code_tune)
+
+
+def run_code_tune(args) -> int:
+    from cptpp.config import ConfigError
+    from cptpp.train import TrainConfig, fit, resolve_device, seed_everything
+
+    from .tasks import CodeGenTask, CodeTaskConfig
+    from .transducer import count_trainable
+    from .tune import attach_all_graphs, build_lm, encode_task, label_embeddings, load_backbone
+
+    transducer_only = {"--fusion": args.fusion, "--label-encoder": args.label_encoder, "--max-nodes": args.max_nodes}
+    given = [k for k, v in transducer_only.items() if v is not None]
+    if args.method != "transducer" and given:
+        raise ConfigError(f"{', '.join(given)}: only for --method transducer (got --method {args.method})")
+    out = args.out or f"runs/code-tune-{args.task}-{args.method}" + time.strftime("-%Y%m%d-%H%M%S")
+    train_cfg = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer="adamw", metric="token_acc",
+                            patience=args.patience, seed=args.seed, out=out, resume=args.resume)
+    task_cfg = CodeTaskConfig(task=args.task, max_source_tokens=args.max_source, max_target_tokens=args.max_target,
+                              drop_long=not args.truncate_long, train_size=args.train_size,
+                              valid_size=args.valid_size, test_size=args.test_size, batch_size=args.batch_size,
+                              eval_batch_size=args.batch_size, seed=args.seed)
+    device = resolve_device(args.device)
+    backbone, tok = load_backbone(args.model)
+    encoder_decoder = bool(getattr(backbone.config, "is_encoder_decoder", False))
+    data, protocol, available = encode_task(task_cfg, tok, encoder_decoder, args.data_root)
+    sizes = {s: len(v) for s, v in data.items()}
+    print(f"{args.task}: protocol {protocol}, pairs train/valid/test {sizes['train']}/{sizes['valid']}/"
+          f"{sizes['test']} (of {available['train']}/{available['valid']}/{available['test']})", file=sys.stderr)
+    table, label_dim, max_nodes = None, 384, args.max_nodes or 50
+    if args.method == "transducer":
+        labels, label_dim = label_embeddings(args.label_encoder)
+        table = attach_all_graphs(data, args.task, labels, max_nodes)
+    seed_everything(args.seed)  # the adapter's initialization is part of the run's seed
+    lm = build_lm(args.method, backbone, args.fusion or "cross-attention", label_dim, max_nodes).to(device)
+    task = CodeGenTask(lm, tok, data, task_cfg, table, device)
+    params = count_trainable(lm.module)
+    print(f"{args.method}: {params:,} trainable parameters, device {device}, run dir {out}", file=sys.stderr)
+    results = fit(task, train_cfg, run_config={
+        "task": args.task, "method": args.method, "model": str(args.model), "protocol": protocol,
+        "pairs": sizes, "available_pairs": available, "trainable_parameters": params,
+        "fusion": (args.fusion or "cross-attention") if args.method == "transducer" else None,
+        "code_task": vars(task_cfg)})
+    Path(out, "test_predictions.txt").write_text("".join(h + "\n" for h in task.predictions["test"]),
+                                                 encoding="utf-8")
+    shown = {k: round(v, 2) for k, v in results["test"].items() if v is not None}
+    print(json.dumps({"task": args.task, "method": args.method, "trainable_parameters": params, "test": shown}))
     return 0

@@ -1,4 +1,4 @@
-"""Generation metrics for code tasks: BLEU-4 (corpus and smoothed sentence-level), exact match.
+"""Generation metrics for code tasks: BLEU-4 (corpus and smoothed sentence-level), exact match, ChrF, CodeBLEU.
 
 BLEU (Papineni et al., 2002), per n-gram order n = 1..4 the clipped precision
 
@@ -12,15 +12,20 @@ n > 1), averaged over sentences. Both are on a scale of 0..100.
 
 Code is tokenized by ``code_tokens`` (identifiers, numbers, string literals and single operator
 characters), so "a.b()" and "a . b ( )" score the same: the mirror's datasets mix both styles.
-CodeBLEU's syntax and data-flow parts are not computed: they need a parser for every target
-language (C# has no grammar installed here).
+
+ChrF (Popovic 2015) works on characters with all whitespace removed; for n = 1..6 it counts
+hypothesis, reference and clipped matching character n-grams, summed over the corpus (as
+sacrebleu's corpus score does), then averages precision P and recall R over the orders that
+occur in both (sacrebleu's "effective order") and reports F_beta = (1 + b^2) P R / (b^2 P + R),
+beta = 2, on a scale of 0..100. CodeBLEU is in ``codebleu.py``; docs/code_metrics.md lists how it
+differs from the CodeXGLUE script.
 """
 from __future__ import annotations
 
 import math
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_][A-Za-z_0-9]*|\d+(?:\.\d+)?[A-Za-z]*|\S')
 
@@ -97,6 +102,39 @@ def exact_match(hyps: Sequence[str], refs: Sequence[str]) -> float:
     return 100.0 * same / max(len(hyps), 1)
 
 
-def generation_metrics(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """``bleu`` (corpus BLEU-4), ``sbleu`` (mean smoothed sentence BLEU-4), ``em`` (exact match %)."""
-    return {"bleu": corpus_bleu(hyps, refs), "sbleu": mean_sentence_bleu(hyps, refs), "em": exact_match(hyps, refs)}
+def chrf(hyps: Sequence[str], refs: Sequence[str], order: int = 6, beta: float = 2.0) -> float:
+    """Corpus ChrF (0..100): character n-gram F_beta, n = 1..``order``, whitespace removed (see module doc)."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"chrf: {len(hyps)} hypotheses but {len(refs)} references")
+    n_hyp, n_ref, n_match = [0] * order, [0] * order, [0] * order
+    for h, r in zip(hyps, refs):
+        h, r = "".join(h.split()), "".join(r.split())
+        for n in range(1, order + 1):
+            hc, rc = _ngrams(h, n), _ngrams(r, n)
+            n_hyp[n - 1] += max(len(h) - n + 1, 0)
+            n_ref[n - 1] += max(len(r) - n + 1, 0)
+            n_match[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
+    orders = [i for i in range(order) if n_hyp[i] and n_ref[i]]
+    if not orders:
+        return 0.0
+    p = sum(n_match[i] / n_hyp[i] for i in orders) / len(orders)
+    r = sum(n_match[i] / n_ref[i] for i in orders) / len(orders)
+    if p + r == 0:
+        return 0.0
+    b2 = beta * beta
+    return 100.0 * (1 + b2) * p * r / (b2 * p + r)
+
+
+def generation_metrics(hyps: Sequence[str], refs: Sequence[str], language: str | None = None) -> dict:
+    """``bleu`` (corpus BLEU-4), ``sbleu`` (mean smoothed sentence BLEU-4), ``em`` (exact match %), ``chrf``.
+
+    With a programming ``language`` (code targets) also ``codebleu`` and its four parts
+    (``codebleu.codebleu``; a part that cannot be computed is None).
+    """
+    out = {"bleu": corpus_bleu(hyps, refs), "sbleu": mean_sentence_bleu(hyps, refs), "em": exact_match(hyps, refs),
+           "chrf": chrf(hyps, refs)}
+    if language is not None:
+        from .codebleu import codebleu
+
+        out.update(codebleu(hyps, refs, language))
+    return out

@@ -10,6 +10,8 @@ Tasks (folders under ``$CPTPP_DATA_MIRROR/code``; see its README.md):
 | ``summarization`` | tlcodesum_java_summarization   | Java method -> first Javadoc sentence | **no**           |
 | ``docstring``   | python_code_docstring_v1         | Python function -> docstring | **no**                    |
 
+Code targets (translation: C#; assert, repair: Java) are also scored by CodeBLEU; text targets are not.
+
 No train split is invented. For the last three, ``load_splits`` uses protocol
 ``"valid-as-train"``: the mirror's *valid* file is split (seeded, 90/10) into train and
 validation, and the mirror's *test* file is the test set -- a different protocol from the papers'
@@ -27,37 +29,21 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 
 from cptpp.config import ConfigError, check_choice, check_range
 
 from .metrics import generation_metrics
+from .task_specs import PROTOCOLS, TASKS
 
 
 @dataclass(frozen=True)
 class CodePair:
     source: str
     target: str
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    folder: str
-    language: str          # language of the source code (for the CPG)
-    has_train: bool
-    single_line: bool      # the target is one line: generation stops at the first newline
-
-
-TASKS: dict[str, TaskSpec] = {
-    "translation": TaskSpec("codexglue_java_cs_translation", "java", True, True),
-    "assert": TaskSpec("atlas_style_assert_generation", "java", True, True),
-    "repair": TaskSpec("codexglue_bugs2fix_small", "java", False, True),
-    "summarization": TaskSpec("tlcodesum_java_summarization", "java", False, True),
-    "docstring": TaskSpec("python_code_docstring_v1", "python", False, True),
-}
-PROTOCOLS = {True: "official-splits", False: "valid-as-train"}
 
 
 def task_dir(task: str, root: str | Path | None = None) -> Path:
@@ -175,7 +161,7 @@ class CodeTaskConfig:
     test_size: int = 0
     batch_size: int = 8
     eval_batch_size: int = 8
-    separator: str = "\n// ->\n"   # between source and target for a decoder-only LM
+    separator: str | None = None   # between source and target for a decoder-only LM; None: the task's
     valid_generate: bool = False   # validation by greedy decoding (bleu) instead of teacher forcing
     seed: int = 0
 
@@ -207,7 +193,8 @@ def encode_pairs(pairs: Sequence[CodePair], tokenizer, cfg: CodeTaskConfig, enco
                  limit: int = 0, seed: int = 0) -> list[Encoded]:
     """Tokenize, drop (or truncate) over-long pairs, then keep a seeded sample of ``limit`` (0 = all)."""
     eos = tokenizer.eos_token_id
-    sep = [] if encoder_decoder else _ids(tokenizer, cfg.separator)
+    separator = TASKS[cfg.task].separator if cfg.separator is None else cfg.separator
+    sep = [] if encoder_decoder else _ids(tokenizer, separator)
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     out: list[Encoded] = []
@@ -282,7 +269,8 @@ class CodeGenTask:
     ``lm`` is a ``TransducerLM`` or ``BaselineLM``; ``data`` maps split -> ``Encoded`` list (with
     ``graph`` set when ``label_table`` is given, i.e. for a Transducer). Validation: teacher-forced
     ``token_acc`` and ``loss`` (plus generation metrics when ``valid_generate``); test: greedy
-    generation -> ``bleu``, ``sbleu``, ``em`` and ``token_acc``.
+    generation -> ``bleu``, ``sbleu``, ``em``, ``chrf`` (and ``codebleu`` with its parts for code
+    targets) and ``token_acc``.
     """
 
     def __init__(self, lm, tokenizer, data: dict[str, list[Encoded]], cfg: CodeTaskConfig,
@@ -349,5 +337,6 @@ class CodeGenTask:
         if split == "test" or self.cfg.valid_generate:
             hyps = self.generate(examples)
             self.predictions[split] = hyps
-            metrics.update(generation_metrics(hyps, [e.reference for e in examples]))
+            metrics.update(generation_metrics(hyps, [e.reference for e in examples],
+                                              TASKS[self.cfg.task].target_language))
         return metrics
