@@ -88,6 +88,22 @@ def test_early_stopping_restores_best_and_tests_once():
     assert res["test"]["recall@20"] == 2.0  # the model state of epoch 2 was restored
 
 
+def test_eval_every_zero_never_validates_and_tests_the_last_epoch():
+    task = Scripted([0.9, 0.1, 0.1])
+    task.model.bias.data.fill_(-1.0)
+    original_batches = task.batches
+
+    def batches(epoch, gen):  # stamp the epoch here: evaluate("valid") must never run
+        with torch.no_grad():
+            task.model.bias.fill_(epoch)
+        return original_batches(epoch, gen)
+
+    task.batches = batches
+    res = fit(task, TrainConfig(epochs=3, eval_every=0, patience=1, progress=False))
+    assert task.calls == ["test"] and res["best_epoch"] == 3 and res["epochs_run"] == 3
+    assert res["test"]["recall@20"] == 3.0 and res["valid"] == {}
+
+
 def test_existing_run_dir_needs_resume(tmp_path):
     fit(Scripted([0.1]), TrainConfig(epochs=1, out=str(tmp_path), progress=False))
     with pytest.raises(ConfigError, match="--resume"):

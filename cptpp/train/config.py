@@ -18,7 +18,7 @@ class TrainConfig:
     seed: int = 2020
     metric: str = "recall@20"
     patience: int = 10
-    eval_every: int = 1
+    eval_every: int = 1  # 0: no validation; the last epoch's model is tested (refit on train+valid)
     out: str | None = None
     resume: bool = False
     progress: bool = True
@@ -29,6 +29,6 @@ class TrainConfig:
         check_range("weight_decay", self.weight_decay, 0)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_range("patience", self.patience, 0)
-        check_range("eval_every", self.eval_every, 1)
+        check_range("eval_every", self.eval_every, 0)
         if self.resume and not self.out:
             raise ConfigError("resume=True needs out= (the run directory to resume from)")

@@ -176,7 +176,7 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         epoch_seconds.append(train_seconds)
         record: dict[str, Any] = {"epoch": epoch, "loss": total / max(n, 1), "train_seconds": train_seconds}
 
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        if cfg.eval_every and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             task.model.eval()
             t1 = time.perf_counter()
             valid = None
@@ -206,7 +206,10 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
                 "bad_evals": bad_evals, "best_valid": best_valid, "epoch_seconds": epoch_seconds,
             })
 
-    task.model.load_state_dict(best_state)
+    if cfg.eval_every:
+        task.model.load_state_dict(best_state)
+    else:  # no model selection: the final epoch is the model
+        best_epoch = len(epoch_seconds)
     task.model.eval()
     test = None
     if main_rank:
