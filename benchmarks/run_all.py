@@ -105,7 +105,8 @@ def comex_args(sample: int) -> list[str]:
 
 
 def recorded_full(step_script: str, json_name: str, fallback: list[str]) -> Callable[[Path], list[Cmd]]:
-    """--full command: the arguments stored in the committed results json, else ``fallback``."""
+    """--full command: the arguments recorded in the committed results json, else ``fallback``. Output goes
+    to the scripts' default folder, ``benchmarks/results/`` (the full-size one)."""
 
     def make(out: Path) -> list[Cmd]:
         args = command_args_from_json(ROOT / step_script, RESULTS / json_name)
@@ -174,15 +175,15 @@ def steps() -> list[Step]:
              "Paper settings, validation curves and test Recall@20 / NDCG@20 at the best validation epoch, "
              "beside the published numbers.",
              quick=None,
-             full=lambda o: [py(b + "reproduce.py", "--dataset", "gowalla", "--models", "xsimgcl", "--epochs", "40",
-                                "--out", rel(o))],
-             outputs=["reproduce_*.md"]),
+             full=recorded_full(b + "reproduce.py", "reproduce_gowalla.json",
+                                ["--dataset", "gowalla", "--models", "xsimgcl", "--epochs", "40", "--refit"]),
+             outputs=["reproduce_*.md"], recorded_args="reproduce_gowalla.json"),
         Step("cptpp-table", "CPTPP: joint-trained baselines vs pre-training + prompt tuning", b + "cptpp_table.py",
              "LightGCN and SGL/SimGCL/XSimGCL joint training vs contrastive pre-training + CPTPP prompt tuning "
              "(profiles H/M/R, encoder frozen); test metrics at the best validation epoch, mean ± std over seeds.",
              quick=None,
              full=lambda o: [py(b + "cptpp_table.py", "--datasets", "ml-1m-implicit", "--seeds", "0,1,2", "--epochs",
-                                "30", "--pretrain-epochs", "10", "--out", rel(o))],
+                                "30", "--pretrain-epochs", "10", "--out", rel(o))],  # its docstring's command
              outputs=["cptpp.md"]),
         Step("transducer-table", "Transducer Tuning vs PEFT baselines on code tasks", b + "transducer_table.py",
              "Frozen LM, Transducer (cross-attention and as-released fusion), LoRA, prompt and prefix tuning, "
@@ -249,13 +250,21 @@ def args_to_argv(args: dict, options: set[str], drop=("out",)) -> list[str]:
     return argv
 
 
-def command_args_from_json(script: Path, json_path: Path) -> list[str] | None:
-    if not json_path.exists():
-        return None
+def command_args_from_json(script: Path, json_path: Path, drop=("--resume",)) -> list[str] | None:
+    """The arguments a results json recorded: its ``command`` string (minus ``drop`` flags, so a rerun
+    starts fresh) or its stored argparse namespace; ``None`` when it recorded neither."""
     try:
-        args = stored_args(json.loads(json_path.read_text()))
+        data = json.loads(json_path.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("command"), str):
+        argv = shlex.split(data["command"])
+        while argv and not argv[0].startswith("-"):  # python, the script path
+            argv = argv[1:]
+        return [a for a in argv if a not in drop]
+    args = stored_args(data)
     return None if args is None else args_to_argv(args, script_options(script))
 
 
@@ -418,10 +427,6 @@ def run_command(argv: list[str], log, *, env: dict | None = None, timeout: float
     return CmdResult(proc.returncode, peak, time.perf_counter() - t0, "".join(captured), timed_out.is_set())
 
 
-def recbole_python() -> Path:
-    return RECBOLE_VENV / "bin" / "python"
-
-
 def ensure_recbole_venv(log, *, create: bool = True, venv: Path | None = None) -> tuple[bool, str]:
     """Make sure the RecBole venv exists with the pinned versions; (ok, note)."""
     venv = venv or RECBOLE_VENV
@@ -475,7 +480,7 @@ def run_step(step: Step, size: str, out: Path, machine: dict, *, timeout: float 
             log.write(f"$ {shown}\n")
             log.flush()
             res = run_command(argv, log, env=env, timeout=timeout)
-            if cmd.stdout_to:
+            if cmd.stdout_to and res.exit_code == 0:  # a failed run's partial output stays in the log only
                 (out / cmd.stdout_to).write_text(res.stdout)
             record["commands"].append({"command": shown, "exit_code": res.exit_code, "seconds": round(res.seconds, 1),
                                        "peak_rss_MB": None if res.peak_rss_MB is None else round(res.peak_rss_MB, 1), "timed_out": res.timed_out,

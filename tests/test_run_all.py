@@ -81,6 +81,7 @@ def test_failed_step_is_reported_and_others_still_run(ra, tmp_path):
     assert [r["status"] for r in records] == ["failed", "ok"]
     assert records[0]["commands"][0]["exit_code"] == 1
     assert (results / "quick" / "ok.txt").read_text() == "value 42\n"  # stdout only, stderr to the log
+    assert not (results / "quick" / "bad.txt").exists()  # a failed run's partial stdout stays in its log
     assert "boom: broken input" in (results / "quick" / "logs" / "bad-step.log").read_text()
     md = report.read_text()
     assert "| [bad-step](#bad-step) | quick | **FAILED** |" in md
@@ -135,6 +136,9 @@ def test_command_rebuilt_from_recorded_args(ra, tmp_path):
             "model": None, "token_ratios": [0.25, 0.5]}
     assert ra.args_to_argv(args, ra.script_options(script)) == [
         "--max-train", "64", "--tasks", "RTE,CB", "--fast", "--token-ratios", "0.25,0.5"]
+    recorded = write(tmp_path / "r.json", json.dumps({"command": "python bench.py --tasks RTE --resume --fast"}))
+    assert ra.command_args_from_json(script, recorded) == ["--tasks", "RTE", "--fast"]
+    assert ra.command_args_from_json(script, tmp_path / "missing.json") is None
     assert ra.stored_args({"meta": {"args": {"a": 1}}}) == {"a": 1}
     assert ra.stored_args({"settings": {"b": 2}}) == {"b": 2}
     assert ra.stored_args({"rows": []}) is None
@@ -165,3 +169,14 @@ def test_memory_and_recbole_renderers(ra, tmp_path):
     md = ra.render_recbole(rb)
     assert "| training epoch, wall (mean over epochs 2..2) | 100 s | 20.0 s | 5.0x |" in md
     assert "| full-ranking evaluation, valid, wall (median) | 2.0 s | 0.500 s | 4.0x |" in md
+
+
+def test_recbole_step_skipped_when_its_venv_cannot_be_made(ra, tmp_path, monkeypatch):
+    monkeypatch.setattr(ra, "RECBOLE_VENV", tmp_path / "no-venv")
+    step = fake_step(ra, "peer", quick=lambda o: [ra.py("benchmarks/never_run.py")], outputs=["peer.json"])
+    step.needs_recbole = True
+    rec = ra.run_step(step, "quick", tmp_path / "results" / "quick", MACHINE, make_recbole=False)
+    assert rec["status"] == "skipped" and rec["commands"] == []
+    assert "no-venv missing" in rec["note"]
+    md = ra.build_report(tmp_path / "results", [step], generated_by="test", machine=MACHINE)
+    assert "status **SKIPPED**" in md and "no-venv missing" in md
