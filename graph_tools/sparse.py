@@ -43,7 +43,20 @@ def torch_scatter_available() -> bool:
 
 
 _MAX_SPECIALIZED_WIDTH = 256
+_ROW_CHUNKS = 256
 _spmm_kernels: dict[int, Callable] = {}
+
+
+def _row_chunks(indptr: np.ndarray, parts: int = _ROW_CHUNKS) -> np.ndarray:
+    """Row boundaries splitting a CSR matrix into ``parts`` runs of about equal nonzeros.
+
+    The parallel loop runs over these chunks, not over rows: degrees are power-law, so equal row
+    counts per thread leave one thread with most of the work (gowalla: 64% of the nonzeros in
+    the first half of the rows). Balanced chunks made a product 1.6x faster there.
+    """
+    bounds = np.searchsorted(indptr, np.linspace(0, indptr[-1], parts + 1)).astype(np.int64)
+    bounds[0], bounds[-1] = 0, len(indptr) - 1
+    return bounds
 
 
 def _numba_spmm_kernel(width: int) -> Callable:
@@ -64,30 +77,32 @@ def _numba_spmm_kernel(width: int) -> Callable:
 def _compile_spmm(width: int) -> Callable:  # pragma: no cover - compiled code
     if width:
         @_numba.njit(parallel=True, fastmath=True, cache=True)  # cached per width (closure value)
-        def spmm(indptr, indices, values, x, out):
-            for r in _numba.prange(indptr.shape[0] - 1):
-                acc = np.zeros(width, x.dtype)
-                for k in range(indptr[r], indptr[r + 1]):
-                    v = values[k]
-                    c = indices[k]
+        def spmm(chunks, indptr, indices, values, x, out):
+            for chunk in _numba.prange(chunks.shape[0] - 1):
+                for r in range(chunks[chunk], chunks[chunk + 1]):
+                    acc = np.zeros(width, x.dtype)
+                    for k in range(indptr[r], indptr[r + 1]):
+                        v = values[k]
+                        c = indices[k]
+                        for j in range(width):
+                            acc[j] += v * x[c, j]
                     for j in range(width):
-                        acc[j] += v * x[c, j]
-                for j in range(width):
-                    out[r, j] = acc[j]
+                        out[r, j] = acc[j]
         return spmm
 
     @_numba.njit(parallel=True, fastmath=True, cache=True)
-    def spmm_any_width(indptr, indices, values, x, out):
+    def spmm_any_width(chunks, indptr, indices, values, x, out):
         d = x.shape[1]
-        for r in _numba.prange(indptr.shape[0] - 1):
-            o = out[r]
-            for j in range(d):
-                o[j] = 0.0
-            for k in range(indptr[r], indptr[r + 1]):
-                v = values[k]
-                xr = x[indices[k]]
+        for chunk in _numba.prange(chunks.shape[0] - 1):
+            for r in range(chunks[chunk], chunks[chunk + 1]):
+                o = out[r]
                 for j in range(d):
-                    o[j] += v * xr[j]
+                    o[j] = 0.0
+                for k in range(indptr[r], indptr[r + 1]):
+                    v = values[k]
+                    xr = x[indices[k]]
+                    for j in range(d):
+                        o[j] += v * xr[j]
     return spmm_any_width
 
 
@@ -106,6 +121,7 @@ class SparseGraph:
     symmetric: bool = False
     _transpose: "SparseGraph | None" = field(default=None, repr=False)
     _torch_csr: torch.Tensor | None = field(default=None, repr=False)
+    _chunks: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_scipy(cls, m: sp.spmatrix, *, symmetric: bool = False, device="cpu",
@@ -169,8 +185,10 @@ class SparseGraph:
             raise TypeError(f"matmul: x is {x.dtype} but the graph values are {self.values.dtype}")
         if x.device.type == "cpu" and _numba is not None and _SPMM_BACKEND != "torch":
             out = torch.empty(self.shape[0], x.shape[1], dtype=x.dtype)
-            _numba_spmm_kernel(x.shape[1])(self.indptr.numpy(), self.indices.numpy(), self.values.numpy(),
-                                           x.numpy(), out.numpy())
+            if self._chunks is None:
+                self._chunks = _row_chunks(self.indptr.numpy())
+            _numba_spmm_kernel(x.shape[1])(self._chunks, self.indptr.numpy(), self.indices.numpy(),
+                                           self.values.numpy(), x.numpy(), out.numpy())
             return out
         if self._torch_csr is None:
             with warnings.catch_warnings():  # "CSR support is in beta": we test this path ourselves

@@ -78,6 +78,14 @@ def test_numba_kernel_every_width_matches_dense(width, dtype):
     torch.testing.assert_close(g.matmul(x), torch.from_numpy(m.toarray()).to(dtype) @ x)
 
 
+def test_row_chunks_balance_nonzeros_and_cover_every_row():
+    indptr = np.array([0, 90, 91, 92, 100, 100, 130])  # one heavy row, an empty row
+    b = gs._row_chunks(indptr, parts=4)
+    assert b[0] == 0 and b[-1] == 6 and np.all(np.diff(b) >= 0)
+    # targets 0, 32.5, 65, 97.5, 130 nonzeros: the heavy row 0 is a chunk of its own, the next is empty
+    assert list(b) == [0, 1, 1, 4, 6]
+
+
 @pytest.mark.parametrize("backend", ["numba", "torch"])
 def test_non_symmetric_matmul_uses_transpose_in_backward(backend, monkeypatch):
     if backend == "numba" and not gs.numba_available():
