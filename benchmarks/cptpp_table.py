@@ -136,8 +136,9 @@ def write_report(cache: Path, out: Path) -> None:
 
 
 def summarize(results: list[dict]) -> dict:
+    timed = [r["seconds"] for r in results if not r.get("paused")]  # a paused run's wall time means nothing
     out = {"n": len(results), "seeds": sorted(r["seed"] for r in results), "params": results[0]["params"],
-           "seconds": statistics.mean(r["seconds"] for r in results)}
+           "seconds": statistics.mean(timed) if timed else None}
     for m in METRICS:
         vals = [r["test"][m] for r in results]
         out[m] = [statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0]
@@ -151,7 +152,8 @@ def write_markdown(report: dict, path: Path) -> None:
              "on validation Recall@20, patience P), `preN` = N epochs of contrastive-only pre-training. "
              "ML-1M is the mirror's implicit 80/20 split (not the paper's unseeded ratings>=4 split, which "
              "cannot be reproduced); validation is a seeded 10% of each user's train items. "
-             "Time `s` = training + evaluation seconds (CPTPP rows include their pre-training)."), ""]
+             "Time `s` = training + evaluation seconds (CPTPP rows include their pre-training); — where "
+             "the run was paused and its wall time means nothing."), ""]
     for name, section in report["datasets"].items():
         rows = section["rows"]
         lines += [f"## {name}", ""] + [f"Command: `{c}`" for c in section["commands"]] + [
@@ -159,8 +161,8 @@ def write_markdown(report: dict, path: Path) -> None:
             "|---" * (len(METRICS) + 4) + "|"]
         for label, r in rows.items():
             cells = [f"{r[m][0]:.4f}" + (f" ± {r[m][1]:.4f}" if r["n"] > 1 else "") for m in METRICS]
-            lines.append(f"| {label} | {len(r['seeds'])} | " + " | ".join(cells)
-                         + f" | {r['params']:,} | {r['seconds']:.0f} |")
+            seconds = "—" if r["seconds"] is None else f"{r['seconds']:.0f}"
+            lines.append(f"| {label} | {len(r['seeds'])} | " + " | ".join(cells) + f" | {r['params']:,} | {seconds} |")
         joint = max(((r["recall@20"][0], k) for k, r in rows.items() if not k.startswith("CPTPP")), default=None)
         prompt = max(((r["recall@20"][0], k) for k, r in rows.items() if k.startswith("CPTPP")), default=None)
         if joint and prompt:
