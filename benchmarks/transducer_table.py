@@ -10,8 +10,8 @@ greedy decoding; data, backbone and adapters come from `cptpp.code.tune`, as in 
 With the default SmolLM2-135M (a decoder-only chat model, the only causal LM available offline
 here) the inputs are `source + separator + target`, loss on the target only.
 
-Each (task, method) runs in a fresh Python process (`--worker`), which loads the backbone, encodes
-the data (and builds the CPGs for a Transducer), then trains. Measured there:
+Each (task, method) runs in a fresh Python process (`--worker`; `--jobs N` runs N at a time), which
+loads the backbone, encodes the data (and builds the CPGs for a Transducer), then trains. Measured there:
 * peak RSS: the process's resident memory at its highest during `fit` (training, validation and
   test decoding), frozen backbone included. It is the kernel's exact peak (`ru_maxrss`) when that
   rose during `fit`, else the highest of /proc/self/statm samples taken every 5 ms.
@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -237,6 +238,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=1, help="worker processes at once (each measures only itself)")
     p.add_argument("--out", default=str(RESULTS / "transducer_table"), help="writes OUT.json and OUT.md")
     p.add_argument("--render", metavar="JSON", default=None, help="only re-print the table of a results JSON")
     p.add_argument("--worker", metavar="TASK:METHOD", default=None, help=argparse.SUPPRESS)
@@ -274,28 +276,33 @@ def main(argv=None) -> int:
             f"Subsample: train {args.train_size} / valid {args.valid_size} / test {args.test_size} pairs per task, "
             f"only pairs with source <= {args.max_source} and target <= {args.max_target} tokens, seed {args.seed}; "
             f"AdamW lr {args.lr}, batch {args.batch_size}, {args.epochs} epoch(s), {args.threads} torch thread(s). "
-            f"Each method runs in a fresh process: peak RSS = highest resident memory during training + evaluation "
-            f"(frozen backbone included), train delta = that peak minus the RSS before training, train CPU-s = CPU "
-            f"seconds of the training steps (evaluation excluded); frozen = evaluation only. Test: greedy decoding; "
-            f"BLEU = corpus BLEU-4 on code tokens, sBLEU = mean smoothed sentence BLEU-4, EM = exact match %, ChrF = "
-            f"corpus chrF (n=6, beta=2), CodeBLEU with our CPG (docs/code_metrics.md), tok-acc = teacher-forced "
-            f"next-token accuracy on the target. NOT comparable to the paper (CodeT5+ 220M, full training sets): a "
-            f"135M decoder-only chat model on a tiny subsample. Paper-scale Transducer size (d=768, 1024-d labels) "
-            f"from the formula: as-released {paper_scale['as-released']:,}, cross-attention "
-            f"{paper_scale['cross-attention']:,} (paper reports 30,728).")
+            f"Each method runs in a fresh process ({args.jobs} at a time): peak RSS = highest resident memory "
+            f"during training + evaluation (frozen backbone included), train delta = that peak minus the RSS "
+            f"before training, train CPU-s = CPU seconds of the training steps (evaluation excluded); frozen = "
+            f"evaluation only. Test: greedy decoding; BLEU = corpus BLEU-4 on code tokens, sBLEU = mean smoothed "
+            f"sentence BLEU-4, EM = exact match %, ChrF = corpus chrF (n=6, beta=2), CodeBLEU with our CPG "
+            f"(docs/code_metrics.md), tok-acc = teacher-forced next-token accuracy on the target. NOT comparable to "
+            f"the paper (CodeT5+ 220M, full training sets): a 135M decoder-only chat model on a tiny subsample. "
+            f"Paper-scale Transducer size (d=768, 1024-d labels) from the formula: as-released "
+            f"{paper_scale['as-released']:,}, cross-attention {paper_scale['cross-attention']:,} "
+            f"(paper reports 30,728).")
     if "translation" in args.tasks and not csharp_available():
         note += " tree-sitter-c-sharp is not installed: the C# CodeBLEU has no syntax part."
     print(note, flush=True)
-    rows = []
-    for task in args.tasks:
-        for method in args.methods:
-            row = run_in_subprocess(task, method, args)
-            t = row["test"]
-            print(f"[{task}] {method}: params {row['trainable']:,} peak {row['peak_rss_mib']:.0f} MiB "
-                  f"(+{row['train_delta_mib']:.0f}) train {row['train_cpu_seconds']:.1f} CPU-s | "
-                  f"bleu={t['bleu']:.2f} em={t['em']:.1f} chrf={t['chrf']:.2f} codebleu={_num(t.get('codebleu'), '.2f')} "
-                  f"token_acc={t['token_acc']:.1f}", flush=True)
-            rows.append(row)
+
+    def one(job: tuple[str, str]) -> dict:
+        row = run_in_subprocess(*job, args)
+        t = row["test"]
+        print(f"[{job[0]}] {job[1]}: params {row['trainable']:,} peak {row['peak_rss_mib']:.0f} MiB "
+              f"(+{row['train_delta_mib']:.0f}) train {row['train_cpu_seconds']:.1f} CPU-s | "
+              f"bleu={t['bleu']:.2f} em={t['em']:.1f} chrf={t['chrf']:.2f} codebleu={_num(t.get('codebleu'), '.2f')} "
+              f"token_acc={t['token_acc']:.1f}", flush=True)
+        return row
+
+    # concurrent workers are safe: each measures only itself; the label-vector cache is written atomically
+    jobs = [(task, method) for task in args.tasks for method in args.methods]
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        rows = list(pool.map(one, jobs))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = time.process_time() - start + children.ru_utime + children.ru_stime
     md = markdown(rows, note)
@@ -305,8 +312,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "note": note, "rows": rows,
                                                     "cpu_seconds": total}, indent=1) + "\n")
-    out.with_suffix(".md").write_text(md + f"\nTotal {total:.0f} CPU-seconds, all processes "
-                                      f"(`benchmarks/transducer_table.py` defaults).\n")
+    command = " ".join(["benchmarks/transducer_table.py", *(argv if argv is not None else sys.argv[1:])])
+    out.with_suffix(".md").write_text(md + f"\nTotal {total:.0f} CPU-seconds, all processes; command: `{command}`.\n")
     return 0
 
 

@@ -59,7 +59,10 @@ _JAVA_BODY = ("void __snippet__() {\n", "\n}")
 
 def ngram_match(hyps: Sequence[str], refs: Sequence[str], keywords: frozenset | None = None,
                 max_n: int = 4, epsilon: float = 0.1) -> float:
-    """CodeBLEU's BLEU part (``keywords=None``: precision) or weighted part (recall, keyword-weighted unigrams), 0..1."""
+    """CodeBLEU's BLEU part (``keywords=None``: precision) or weighted part (recall, keyword-weighted unigrams).
+
+    On 0..1; see the module docstring.
+    """
     num, den = [0.0] * max_n, [0.0] * max_n
     hyp_len = ref_len = 0
     for h, r in zip(hyps, refs):
