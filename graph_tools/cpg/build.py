@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import gc
 import re
+import struct
 import sys
+from operator import itemgetter
 
 import numpy as np
 
@@ -12,7 +14,7 @@ from .cfg import build_cfgs
 from .dfg import dfg_edges
 from .graph import EdgeType, ProgramGraph
 from .labels import normalize_label
-from .languages import ERROR_KIND, get_spec
+from .languages import CALLS, ERROR_KIND, FUNCTIONS, OPERATORS, get_spec
 from .truncate import truncate
 
 GRANULARITIES = ("method", "file")
@@ -23,18 +25,17 @@ _AST, _DFG, _CALL = int(EdgeType.AST), int(EdgeType.DFG), int(EdgeType.CALL)
 _JAVA_PREFIX = b"class _CpgWrapper_ {\n"
 _JAVA_SUFFIX = b"\n}\n"
 # A Java text is a file (not a bare method) when its first declaration is a type or a
-# package/import line; annotations and modifiers may come first.
+# package/import line; annotations, modifiers and comments may come first. The comments are
+# skipped by an atomic group (no backtracking into them), in the same regex.
 _JAVA_FILE_RE = re.compile(
+    rb"(?>(?:\s*(?://[^\n]*|/\*.*?\*/))*)"
     rb"\s*(?:(?:@\w[\w.]*(?:\([^)]*\))?|public|protected|private|abstract|final|static|strictfp|sealed"
     rb"|non-sealed)\s+)*"
-    rb"(?:package|import|class|interface|enum|record|@interface)\b")
-
-
-_LEADING_COMMENTS_RE = re.compile(rb"^(?:\s*(?://[^\n]*|/\*.*?\*/))*", re.S)
+    rb"(?:package|import|class|interface|enum|record|@interface)\b", re.S)
 
 
 def _is_java_file(src: bytes) -> bool:
-    return _JAVA_FILE_RE.match(src, _LEADING_COMMENTS_RE.match(src).end()) is not None
+    return _JAVA_FILE_RE.match(src) is not None
 
 
 def _function_kinds(spec):
@@ -50,14 +51,14 @@ def _function_kinds(spec):
     return kinds
 
 
-def _find_unit(root, kinds):
+def _find_unit(root, kinds, body_field):
     """First node of one of ``kinds`` in breadth-first order (the unit for granularity=method)."""
     # Fast path for the usual shapes: wrapper class -> body -> method, or module -> def.
     top = root.named_child(0) if root.named_child_count else None
     if top is not None:
         if top.kind_id in kinds:
             return top
-        body = top.child_by_field_name("body")
+        body = top.child_by_field_id(body_field)  # the "body" field
         first = body.named_child(0) if body is not None and body.named_child_count else None
         if first is not None and first.kind_id in kinds:
             return first
@@ -140,57 +141,64 @@ def _build(source, language, granularity, max_nodes, normalize_labels):
     root = tree.root_node
     unit = None
     if granularity == "method" or offset:
-        unit = _find_unit(root, _function_kinds(spec))
+        unit = _find_unit(root, _function_kinds(spec), spec.body_field)
     if unit is None:
         unit = root
-    ast = flatten(unit, spec.kept, data, spec.text_label)
+    ast = flatten(unit, data, spec.kept, spec.expand, spec.indexed)
     comp_kinds = spec.comprehension_kinds
     cfg, notes = _cfgs_any_depth(ast, spec, comp_kinds)
     label_list = _labels(ast, spec, normalize=False)
     dsrc, ddst = dfg_edges(ast, spec, cfg, label_list, comp_kinds)
-    csrc, cdst = _call_edges(ast, spec)
-
-    n_ast = len(ast.kinds)
-    n = cfg.next_id
-    kinds = ast.kinds
-    if unit.has_error:
-        kinds = [spec.ERROR_REMAP if k == ERROR_KIND else k for k in kinds]
-    starts, ends = ast.start, ast.end
-    if cfg.exits:
-        exit_at = [ends[decl] for _, decl in cfg.exits]
-        starts, ends = starts + exit_at, ends + exit_at
-    # one conversion for all node arrays and one for all edge arrays (views into them)
-    node_arr = np.array((kinds + [spec.EXIT] * (n - n_ast), starts, ends), dtype=np.int64)
-    node_kind = node_arr[0]
-    byte_span = node_arr[1:].T
-    if offset:
-        byte_span -= offset
-        if unit is root:  # fell back to the whole wrapped text: clamp the wrapper's own spans
-            np.clip(byte_span, 0, len(raw), out=byte_span)
+    csrc, cdst = _call_edges(ast, spec, label_list)
     if normalize_labels:
         label_list = [" ".join(normalize_label(x)) or x for x in label_list]
-    labels = np.empty(n, dtype=object)
-    labels[:] = label_list + ["<exit>"] * (n - n_ast)
-
-    # Edge assembly in one conversion: AST (parent -> child), CFG, DFG, CALL.
-    n_dfg, n_call = len(dsrc), len(csrc)
-    edge_arr = np.array((ast.parent[1:] + cfg.src + dsrc + csrc,
-                         list(range(1, n_ast)) + cfg.dst + ddst + cdst,
-                         [_AST] * (n_ast - 1) + cfg.typ + [_DFG] * n_dfg + [_CALL] * n_call), dtype=np.int64)
-    edge_index = edge_arr[:2]
-    edge_type = edge_arr[2]
-
+    has_error = unit.has_error
     errors = []
-    if unit.has_error:
+    if has_error:
         in_unit = {node.id: i for i, node in enumerate(ast.nodes)}
         errors = _errors(unit, offset, len(raw), in_unit)
-    errors += notes
-    graph = ProgramGraph(language=language, node_kind=node_kind, node_label=labels, byte_span=byte_span,
-                         edge_index=edge_index, edge_type=edge_type, kind_names=spec.kind_names,
-                         source=text, errors=errors, num_nodes_before_truncation=n)
-    if max_nodes is not None and n > max_nodes:
+    graph = _assemble(spec, ast, cfg, label_list, (dsrc, ddst), (csrc, cdst), has_error, offset,
+                      len(raw) if unit is root else -1, text, errors + notes)
+    if max_nodes is not None and graph.num_nodes > max_nodes:
         graph = truncate(graph, max_nodes)
     return graph
+
+
+def _assemble(spec, ast, cfg, labels, dfg, calls, has_error, offset, clamp, source, errors):
+    """`ProgramGraph` from the layers' lists. Spans are shifted by ``-offset`` and, when
+    ``clamp >= 0``, clipped to ``[0, clamp]`` (the wrapper is not the user's text)."""
+    dsrc, ddst = dfg
+    csrc, cdst = calls
+    kinds, starts, ends = ast.kinds, ast.start, ast.end
+    if has_error:
+        kinds = [spec.ERROR_REMAP if k == ERROR_KIND else k for k in kinds]
+    n_ast = len(kinds)
+    n = cfg.next_id
+    n_exit = n - n_ast
+    exit_at = [ends[decl] for _, decl in cfg.exits]
+    n_dfg, n_call = len(dsrc), len(csrc)
+    n_edges = n_ast - 1 + len(cfg.src) + n_dfg + n_call
+    # Every node and edge array is a view into one int64 buffer, filled by a single C-level
+    # pack (several times cheaper than np.array on lists of Python ints):
+    # [kinds | starts | ends | edge sources | edge targets | edge types].
+    values = [*kinds, *[spec.EXIT] * n_exit, *starts, *exit_at, *ends, *exit_at,
+              *ast.parent[1:], *cfg.src, *dsrc, *csrc,
+              *range(1, n_ast), *cfg.dst, *ddst, *cdst,
+              *[_AST] * (n_ast - 1), *cfg.typ, *[_DFG] * n_dfg, *[_CALL] * n_call]
+    buf = np.empty(len(values), dtype=np.int64)
+    struct.pack_into(f"{len(values)}q", buf, 0, *values)
+    edge_type = buf[3 * n + 2 * n_edges:]
+    if offset:  # spans refer to the snippet, not the wrapper
+        spans = buf[n:3 * n]
+        spans -= offset
+        if clamp >= 0:  # fell back to the whole wrapped text: clamp the wrapper's own spans
+            np.clip(spans, 0, clamp, out=spans)
+    if n_exit:
+        labels = labels + ["<exit>"] * n_exit
+    node_label = np.fromiter(labels, dtype=object, count=n)
+    return ProgramGraph(spec.name, buf[:n], node_label, buf[n:3 * n].reshape(2, n).T,
+                        buf[3 * n:3 * n + 2 * n_edges].reshape(2, n_edges), edge_type, spec.kind_names, source,
+                        errors, n)
 
 
 def _cfgs_any_depth(ast, spec, comp_kinds):
@@ -215,17 +223,18 @@ def _labels(ast, spec, normalize=False):
     """Per AST node: source text for token-like nodes (identifiers, literals, type names), the
     kind name for other nodes, with the operator appended for operator nodes
     (``"binary_expression +"``). Exits are labelled ``<exit>`` by the caller."""
-    names, first, src, kinds, text_label = spec.label_names, ast.first, ast.src, ast.kinds, spec.text_label
+    names, first, src, kinds = spec.label_names, ast.first, ast.src, ast.kinds
     start, end = ast.start, ast.end
+    # kind names, gathered in C (a list comprehension costs more per node)
+    out = list(itemgetter(*kinds)(names)) if len(kinds) > 1 else [names[kinds[0]]]
     if src.isascii():  # the usual case: str slices by byte offset, no decode per token
         text = src.decode("ascii")
-        out = [text[a:b] if text_label[k] and f == g else names[k]
-               for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
+        for i in ast.leaves:
+            out[i] = text[start[i]:end[i]]
     else:
-        out = [src[a:b].decode("utf-8", errors="replace") if text_label[k] and f == g else names[k]
-               for k, a, b, f, g in zip(kinds, start, end, first, first[1:])]
-    ops = spec.operator_kinds
-    for i in ([i for i, k in enumerate(kinds) if k in ops] if not ops.isdisjoint(kinds) else ()):
+        for i in ast.leaves:
+            out[i] = src[start[i]:end[i]].decode("utf-8", errors="replace")
+    for i in ast.where(OPERATORS):
         # operator = the node's text outside its named children, e.g. "+", "+=", "not in":
         # the gap(s) between children, or the prefix/suffix of a one-operand node
         a, b = first[i], first[i + 1]
@@ -243,46 +252,44 @@ def _labels(ast, spec, normalize=False):
     return out
 
 
-def _call_edges(ast, spec):
-    """Call site -> declaration of a same-named function/method in the unit."""
+def _call_edges(ast, spec, labels):
+    """Call site -> declaration of a same-named function/method in the unit.
+
+    ``labels[i]`` is node i's text for identifiers (as `_labels` makes, before normalization)."""
     k, first = ast.kinds, ast.first
     ids = spec.identifier_kinds
+    calls = ast.where(CALLS)
+    if not calls:
+        return [], []
     decls: dict[str, list[int]] = {}
-    if spec.name == "java":
-        call_kind, decl_kind = spec.METHOD_INVOCATION, spec.METHOD_DECLARATION
-    else:
-        call_kind, decl_kind = spec.CALL, spec.FUNCTION_DEFINITION
-    if call_kind not in k:  # C-level scan; most units make no calls we could resolve
+    decl_kind = spec.decl_kind
+    for i in ast.where(FUNCTIONS):
+        if k[i] != decl_kind:
+            continue
+        for c in ast.children(i):
+            if k[c] in ids:
+                decls.setdefault(labels[c], []).append(i)
+                break
+    if not decls:
         return [], []
-    found = [i for i, kind in enumerate(k) if kind == decl_kind or kind == call_kind]
-    calls = []
-    for i in found:
-        if k[i] == decl_kind:
-            for c in ast.children(i):
-                if k[c] in ids:
-                    decls.setdefault(ast.text(c), []).append(i)
-                    break
-        else:
-            calls.append(i)
-    if not decls or not calls:
-        return [], []
+    java = spec.name == "java"
     src, dst = [], []
     for i in calls:
         f = first[i]
         if f >= first[i + 1]:
             continue
         name = None
-        if spec.name == "java":
+        if java:
             if k[f] in ids and (f + 1 >= first[i + 1] or k[f + 1] == spec.ARGUMENT_LIST):
-                name = ast.text(f)
+                name = labels[f]
             elif k[f] == spec.THIS and f + 1 < first[i + 1] and k[f + 1] in ids:
-                name = ast.text(f + 1)
+                name = labels[f + 1]
         else:
             if k[f] in ids:
-                name = ast.text(f)
+                name = labels[f]
             elif k[f] == spec.ATTRIBUTE:
                 obj, attr = first[f], first[f] + 1
-                if attr < first[f + 1] and k[obj] in ids and ast.text(obj) in ("self", "cls"):
+                if attr < first[f + 1] and k[obj] in ids and labels[obj] in ("self", "cls"):
                     name = ast.text(attr)
         for d in decls.get(name, ()):
             src.append(i)

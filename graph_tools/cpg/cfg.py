@@ -24,6 +24,7 @@ Conventions (pinned by tests/test_cpg_java.py and tests/test_cpg_python.py):
 from __future__ import annotations
 
 from .graph import EdgeType
+from .languages import COMPREHENSIONS, FUNCTIONS
 
 NEXT, TRUE, FALSE, BACK, EXC = (int(EdgeType.CFG_NEXT), int(EdgeType.CFG_TRUE), int(EdgeType.CFG_FALSE),
                                 int(EdgeType.CFG_BACK), int(EdgeType.CFG_EXCEPTION))
@@ -43,6 +44,11 @@ class _Frame:
         self.cont_type = cont_type
 
 
+# The frame every function starts with; `jump` never changes it (returns go to the exit,
+# breaks/continues never target it), so one instance serves all functions.
+_FUNC_FRAME = _Frame("func")
+
+
 class CfgBuilder:
     """Builds the CFGs of every function-like node in a `FlatAst`.
 
@@ -55,7 +61,7 @@ class CfgBuilder:
         self.a = ast
         self.s = spec
         n = len(ast.kinds)
-        self.is_cfg = bytearray(n)
+        self.is_cfg = [0] * n
         self.src, self.dst, self.typ = [], [], []
         self.exits = []
         self.entries = {}
@@ -64,6 +70,7 @@ class CfgBuilder:
         self.exit = -1
         self.frames = []
         self.handlers = []
+        self.exc = ()  # the innermost handler list (handlers[-1]) or () when there is none
         self.label = None
         self.dispatch = _dispatch(spec)
 
@@ -74,14 +81,26 @@ class CfgBuilder:
         self.typ.append(t)
 
     def link(self, preds, d, force_type=None):
+        src, dst, typ = self.src, self.dst, self.typ
         for s, t in preds:
-            self.edge(s, d, t if force_type is None else force_type)
+            src.append(s)
+            dst.append(d)
+            typ.append(t if force_type is None else force_type)
+
+    def push_handlers(self, targets):
+        self.handlers.append(targets)
+        self.exc = targets
+
+    def pop_handlers(self):
+        self.handlers.pop()
+        self.exc = self.handlers[-1] if self.handlers else ()
 
     def reg(self, i):
         self.is_cfg[i] = 1
-        if self.handlers and self.handlers[-1]:
-            for h in self.handlers[-1]:
-                self.edge(i, h, EXC)
+        for h in self.exc:
+            self.src.append(i)
+            self.dst.append(h)
+            self.typ.append(EXC)
 
     def simple(self, i, preds):
         self.reg(i)
@@ -95,11 +114,12 @@ class CfgBuilder:
     def seq(self, idxs, preds):
         get, kinds, is_cfg = self.dispatch.get, self.a.kinds, self.is_cfg
         src, dst, typ = self.src, self.dst, self.typ
+        exc = self.exc  # handlers restore it before they return
         for c in idxs:
             h = get(kinds[c])
             if h is not None:
                 preds = h(self, c, preds)
-            elif self.handlers and self.handlers[-1]:
+            elif exc:
                 preds = self.simple(c, preds)
             else:  # inlined `simple` for the common case: a plain statement outside try
                 is_cfg[c] = 1
@@ -125,8 +145,9 @@ class CfgBuilder:
         self.next_id += 1
         self.exits.append((self.exit, decl))
         self.entries[decl] = entry
-        self.frames = [_Frame("func")]
+        self.frames = [_FUNC_FRAME]
         self.handlers = []
+        self.exc = ()
         self.label = None
         self.reg(entry)
         preds = [(entry, NEXT)]
@@ -158,7 +179,7 @@ class CfgBuilder:
 
     def raise_from(self, preds):
         """Exceptional exit: to the innermost handlers, else to ``<exit>``."""
-        targets = self.handlers[-1] if self.handlers and self.handlers[-1] else [self.exit]
+        targets = self.exc or [self.exit]
         for t in targets:
             self.link(preds, t, EXC)
 
@@ -176,7 +197,7 @@ class CfgBuilder:
     def throw(self, i, preds):
         self.reg(i)
         self.link(preds, i)
-        if not (self.handlers and self.handlers[-1]):
+        if not self.exc:
             self.edge(i, self.exit, EXC)
         return []
 
@@ -233,13 +254,13 @@ class CfgBuilder:
         if fin is not None:
             fr = _Frame("finally", header=fin)
             self.frames.append(fr)
-        self.handlers.append(list(handlers) if handlers else ([fin] if fin is not None else []))
+        self.push_handlers(list(handlers) if handlers else ([fin] if fin is not None else []))
         outs = self.stmt(body, [(i, NEXT)]) if body is not None else [(i, NEXT)]
-        self.handlers.pop()
+        self.pop_handlers()
         for h in handlers:  # clause nodes come before `finally` takes over as the handler
             self.reg(h)
         if fin is not None:  # exceptions in handlers/else still run finally first
-            self.handlers.append([fin])
+            self.push_handlers([fin])
         if else_body is not None:
             outs = self.stmt(else_body, outs)
         for h in handlers:
@@ -247,7 +268,7 @@ class CfgBuilder:
             outs += self.stmt(hb, [(h, NEXT)]) if hb is not None else [(h, NEXT)]
         if fin is None:
             return outs
-        self.handlers.pop()
+        self.pop_handlers()
         self.frames.pop()
         self.reg(fin)
         self.link(outs, fin)
@@ -459,27 +480,12 @@ def _dispatch(spec):
     return table
 
 
-def _function_table(spec):
-    """Kind ids of function-like nodes (each gets its own CFG), cached on the spec."""
-    table = getattr(spec, "_cfg_functions", None)
-    if table is None:
-        s = spec
-        if s.name == "java":
-            table = frozenset({s.METHOD_DECLARATION, s.CONSTRUCTOR_DECLARATION, s.COMPACT_CONSTRUCTOR_DECLARATION,
-                               s.STATIC_INITIALIZER, s.LAMBDA_EXPRESSION})
-        else:
-            table = frozenset({s.FUNCTION_DEFINITION, s.MODULE} | s.ids("lambda"))
-        spec._cfg_functions = table
-    return table
-
-
 def build_cfgs(ast, spec, comprehension_kinds=frozenset()):
     """Build every function-like unit's CFG; returns the `CfgBuilder` holding the result."""
     b = CfgBuilder(ast, spec)
     k = ast.kinds
     s = spec
-    table = _function_table(spec)
-    funcs = [i for i, kind in enumerate(k) if kind in table]
+    funcs = ast.where(FUNCTIONS)
     if s.name == "java":
         for i in funcs:
             kind = k[i]
@@ -506,14 +512,14 @@ def build_cfgs(ast, spec, comprehension_kinds=frozenset()):
                 ch = ast.children(i)
                 body = ch[-1] if len(ch) and k[ch[-1]] != s.LAMBDA_PARAMETERS else None
                 b.function(i, i, body, body_is_expr=True)
-        if comprehension_kinds and not comprehension_kinds.isdisjoint(k):
+        if ast.where(COMPREHENSIONS):
             _place_comprehensions(b, ast, comprehension_kinds)
     return b
 
 
 def _place_comprehensions(b, ast, comp_kinds):
     """Insert comprehension nodes before the statement that holds them (see module doc)."""
-    comps = [i for i, kind in enumerate(ast.kinds) if kind in comp_kinds]
+    comps = ast.where(COMPREHENSIONS)
     if not comps:
         return
     by_owner = {}

@@ -5,10 +5,11 @@ Everything here is computed once per language and cached, so the hot path compar
 from __future__ import annotations
 
 import functools
-from types import SimpleNamespace
 
 LANGUAGES = ("java", "python")
 ERROR_KIND = 65535  # tree-sitter's ts_builtin_sym_error
+# Node groups of `FlatAst.where` (values of ``spec.indexed``).
+IDENTIFIERS, FUNCTIONS, CALLS, OPERATORS, COMPREHENSIONS = 1, 2, 3, 4, 5
 
 # Kind names each language needs; each becomes an attribute (kind id) on the spec.
 _JAVA_KINDS = """
@@ -50,8 +51,17 @@ _OPERATOR_KINDS = {
 _COMMENT_KINDS = {"java": ("line_comment", "block_comment"), "python": ("comment",)}
 
 
+class LanguageSpec:
+    """Attribute bag of one language's tables (filled by `get_spec`). A plain class rather
+    than ``types.SimpleNamespace``: the interpreter reads its attributes about twice as fast,
+    and the builder reads them on every call."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
 @functools.lru_cache(maxsize=None)
-def get_spec(language: str) -> SimpleNamespace:
+def get_spec(language: str) -> LanguageSpec:
     """Parser + kind-id tables for ``language`` (``"java"`` or ``"python"``)."""
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; valid: {', '.join(LANGUAGES)}")
@@ -63,19 +73,22 @@ def get_spec(language: str) -> SimpleNamespace:
             f"building code property graphs needs tree-sitter and tree-sitter-{language}; "
             "install the [code] extra: pip install 'cptpp[code]'") from e
     lang = ts.Language(grammar.language())
-    spec = SimpleNamespace(name=language, language=lang, parser=ts.Parser(lang))
+    spec = LanguageSpec(name=language, language=lang, parser=ts.Parser(lang))
     n = lang.node_kind_count
     names = [lang.node_kind_for_id(k) or "" for k in range(n)]
     names += ["<exit>", "ERROR"]
     spec.EXIT = n          # synthetic exit node kind
     spec.ERROR_REMAP = n + 1  # ERROR nodes are stored with this id so kinds fit in [0, n+2)
     spec.kind_names = tuple(names)
-    # kept[k]: named, visible, not a comment; indexed by raw kind id (ERROR=65535 included).
-    kept = bytearray(65536)
+    # Per-kind tables are lists indexed by the raw kind id (ERROR=65535 included): the
+    # interpreter indexes a list of ints faster than a bytearray.
+    # kept[k]: named, visible, not a comment.
+    kept = [0] * 65536
     for k in range(n):
         kept[k] = 1 if (lang.node_kind_is_named(k) and lang.node_kind_is_visible(k)) else 0
-    for c in _COMMENT_KINDS[language]:
-        kept[lang.id_for_node_kind(c, True)] = 0
+    spec.comment_kinds = frozenset(lang.id_for_node_kind(c, True) for c in _COMMENT_KINDS[language])
+    for c in spec.comment_kinds:
+        kept[c] = 0
     kept[ERROR_KIND] = 1
     spec.kept = kept
     # kind id -> label for inner nodes, indexable by the raw ERROR id too
@@ -97,11 +110,38 @@ def get_spec(language: str) -> SimpleNamespace:
     # terminals (ids below the root rule's), plus aliases/type keywords that are tokens.
     root_id = lang.id_for_node_kind("program" if language == "java" else "module", True)
     token_like = {"type_identifier", "integral_type", "floating_point_type", "boolean_type", "void_type"}
-    spec.text_label = bytearray(65536)
+    spec.text_label = [0] * 65536
     for k in range(n):
         spec.text_label[k] = 1 if (k < root_id or names[k] in token_like) else 0
+    # expand[k]: `flatten` walks the children of kind k (not token-like, not a comment)
+    spec.expand = [1 - x for x in spec.text_label]
+    for c in spec.comment_kinds:
+        spec.expand[c] = 0
+    spec.body_field = lang.field_id_for_name("body")
     spec.identifier_kinds = spec.ids("identifier")
     spec.block_kinds = spec.ids("block")
     spec.comprehension_kinds = spec.ids("list_comprehension", "set_comprehension", "dictionary_comprehension",
                                         "generator_expression")  # empty for Java
+    # function-like kinds (each gets its own CFG), and the call/declaration pair of call edges
+    if language == "java":
+        spec.function_kinds = frozenset({spec.METHOD_DECLARATION, spec.CONSTRUCTOR_DECLARATION,
+                                         spec.COMPACT_CONSTRUCTOR_DECLARATION, spec.STATIC_INITIALIZER,
+                                         spec.LAMBDA_EXPRESSION})
+        spec.call_kind, spec.decl_kind = spec.METHOD_INVOCATION, spec.METHOD_DECLARATION
+    else:
+        spec.function_kinds = frozenset({spec.FUNCTION_DEFINITION, spec.MODULE} | spec.ids("lambda"))
+        spec.call_kind, spec.decl_kind = spec.CALL, spec.FUNCTION_DEFINITION
+    # Node groups the CFG/DFG/label/call passes look nodes up by: `flatten` lists the nodes of
+    # each group as it walks (see `FlatAst.where`), so no pass scans every node for them.
+    # indexed[k] is the group of kind k (0: none). The declarations of call edges are
+    # function kinds, found among the FUNCTIONS group.
+    spec.indexed = [0] * 65536
+    for group, kinds in ((FUNCTIONS, spec.function_kinds), (CALLS, {spec.call_kind}),
+                         (OPERATORS, spec.operator_kinds), (COMPREHENSIONS, spec.comprehension_kinds),
+                         (IDENTIFIERS, spec.identifier_kinds)):
+        for k in kinds:
+            spec.indexed[k] = group
+    # Identifiers are labelled by their text, which the DFG and call passes read as the name.
+    if not all(spec.text_label[k] for k in spec.identifier_kinds):  # pragma: no cover - grammar drift
+        raise RuntimeError(f"tree-sitter-{language}: identifier is not a token kind; grammar version unsupported")
     return spec
