@@ -1,6 +1,8 @@
 """MambaPEFT table: full fine-tuning vs each method vs the best hybrid, with parameter counts and accuracy.
 
     python benchmarks/mamba_table.py                      # tiny random byte-level Mamba (minutes on 2 cores)
+    cptpp mamba-pretrain --out runs/mamba-byte --minutes 20 && \
+        python benchmarks/mamba_table.py --model runs/mamba-byte --max-len 384   # a 2.7M-param Mamba pre-trained here
     python benchmarks/mamba_table.py --model PATH --limit 0 --max-len 512 --epochs 3 --trials 20
 
 Data: BoolQ/PIQA/WinoGrande by default (any of boolq,piqa,siqa,winogrande,arc-e,arc-c,obqa), LLM-Adapters
@@ -9,6 +11,9 @@ fine-tunes (10% of it for validation/model selection), the other half is the tes
 LM likelihood of the answer label. Without --model the base is a tiny random Mamba briefly LM-trained on
 the fine-tuning prompts: its numbers only show that the pipeline runs and are NOT comparable to the
 paper (Mamba-1.4B: full FT 53.0, Additional-scan 53.5, Affix 53.9, LoRA in_proj-x 53.7).
+With a byte-level checkpoint from ``cptpp mamba-pretrain`` a token is a byte: prompts are 300-500 bytes
+and are left-truncated to --max-len, so 128 keeps little more than the answer format; use 384 or more.
+The pre-training record of such a base (its marker file) goes into the json's meta.
 Writes benchmarks/results/mamba_table.{json,md}.
 """
 from __future__ import annotations
@@ -26,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cptpp.io import write_json  # noqa: E402
 from cptpp.peft.mamba import MambaPeftConfig  # noqa: E402
 from cptpp.peft.mamba.experiment import finetune, load_base, load_splits, pretrain_tiny  # noqa: E402
+from cptpp.peft.mamba.pretrain import byte_lm_info  # noqa: E402
 from cptpp.peft.mamba.search import hybrid_search  # noqa: E402
 from cptpp.train import TrainConfig  # noqa: E402
 from cptpp.train.loop import resolve_device  # noqa: E402
@@ -97,7 +103,8 @@ def main(argv=None) -> int:
     print(f"{rows[-1]['method']:45s} params={best['trainable_params']:>8d} ({best['trainable_percent']:6.2f}%) "
           f"valid={best['valid']['accuracy']:.4f} test={best['test']['accuracy']:.4f}  {best['methods']}")
 
-    meta = {"base": base.description, "tasks": tasks, "split": "seeded half fine-tune (10% of it valid) / half test",
+    meta = {"base": base.description, "base_pretraining": byte_lm_info(args.model) if args.model else None,
+            "tasks": tasks, "split": "seeded half fine-tune (10% of it valid) / half test",
             "sizes": {k: len(v) for k, v in splits.items()}, "args": vars(args), "device": str(device),
             "torch": torch.__version__, "seconds": time.perf_counter() - t0}
     write_json(out / "mamba_table.json", {"meta": meta, "rows": rows})

@@ -1,7 +1,18 @@
-"""`cptpp mamba-search`: Optuna hybrid search over MambaPEFT methods on the commonsense sets."""
+"""`cptpp mamba-search`: Optuna hybrid search over MambaPEFT methods on the commonsense sets;
+`cptpp mamba-pretrain`: a byte-level Mamba LM pre-trained here, to use as their base (`--model DIR`)."""
 from __future__ import annotations
 
 import argparse
+
+PRETRAIN_HELP = """Pre-train a byte-level Mamba LM (UTF-8 bytes, vocab 257) for a bounded time (--minutes, --steps)
+and save it to --out as a transformers checkpoint for `cptpp mamba-search --model OUT` and
+`benchmarks/mamba_table.py --model OUT`. Defaults: 2,694,144 parameters.
+
+Text (from $CPTPP_DATA_MIRROR/text, about 3.5 MB): SuperGLUE MultiRC, RTE, WiC, CB, COPA and WSC train+val
+text fields, UD-POS English train/dev/test and PAN-X English train/dev sentences. BoolQ is left out (its
+validation split is the commonsense BoolQ set), and so is everything under commonsense-llm-adapters. A seeded 2%
+of documents is held out; the held-out loss (nats/byte) is reported every --eval-every steps, each evaluation
+writes out/checkpoint.pt, and --resume continues a killed run (or a finished one with a larger budget)."""
 
 
 def add_commands(subparsers) -> None:
@@ -20,6 +31,42 @@ def add_commands(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", required=True, help="folder for trials.jsonl, best.json and per-trial runs")
     p.set_defaults(func=run_search)
+
+    from cptpp.config import add_dataclass_options
+    from cptpp.peft.mamba.pretrain_config import PretrainConfig
+
+    p = subparsers.add_parser("mamba-pretrain", description=PRETRAIN_HELP,
+                              help="pre-train a small byte-level Mamba LM on the mirror's English text",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="run folder; the final model is saved in it (load it with --model OUT)")
+    p.add_argument("--resume", action="store_true", help="continue out/checkpoint.pt")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataclass_options(p, PretrainConfig)
+    p.set_defaults(func=run_pretrain)
+
+
+def run_pretrain(args) -> int:
+    import torch
+
+    from cptpp.config import ConfigError, build_configs
+    from cptpp.peft.mamba.pretrain import pretrain
+    from cptpp.peft.mamba.pretrain_config import PretrainConfig
+    from cptpp.train.loop import resolve_device
+
+    run_keys = ("func", "command", "out", "resume", "device", "threads", "no_progress")
+    (cfg,) = build_configs((PretrainConfig,), {}, {k: v for k, v in vars(args).items() if k not in run_keys},
+                           source="command line")
+    if args.threads < 0:
+        raise ConfigError(f"--threads {args.threads} must be >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _, info = pretrain(cfg, args.out, resume=args.resume, device=resolve_device(args.device),
+                       progress=not args.no_progress)
+    print(f"saved {args.out}: {info['parameters']:,} parameters, {info['bytes_seen']:,} bytes seen in {info['steps']} "
+          f"steps, held-out loss {info['heldout_loss']:.4f} nats/byte")
+    return 0
 
 
 def run_search(args) -> int:

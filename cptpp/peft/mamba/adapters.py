@@ -31,7 +31,7 @@ from transformers.models.mamba.modeling_mamba import MambaMixer, MambaRMSNorm
 
 from cptpp.config import ConfigError, check_choice, check_range
 from cptpp.io import save_torch
-from cptpp.peft.mamba.scan import selective_scan
+from cptpp.peft.mamba.scan import selective_scan_chunked
 
 LORA_TARGETS = ("in_proj", "in_proj_x", "in_proj_z", "x_proj", "dt_proj", "out_proj", "conv1d", "embeddings")
 PARTIAL_TARGETS = ("A_log", "D", "conv1d", "dt_bias", "norm")
@@ -266,7 +266,7 @@ def _peft_forward(mixer: MambaMixer, ad: MixerPeft, hidden_states: torch.Tensor,
                                [mixer.time_step_rank, n_total, n_total], dim=-1)
     w_dt, b_dt = ad.dt_proj(mixer)
     dt = F.softplus(F.linear(dt_low, w_dt).float() + b_dt.float())  # [b, L, d]
-    y, h = selective_scan(x, dt, ad.A(mixer), B, C, ad.D(mixer), recurrent)
+    y, h = selective_scan_chunked(x, dt, ad.A(mixer), B, C, ad.D(mixer), recurrent)
     if cache is not None:
         cache.update_recurrent_state(h.to(recurrent.dtype if recurrent is not None else dtype), mixer.layer_idx)
     y = (y * mixer.act(z)).to(dtype)[:, n_affix:]

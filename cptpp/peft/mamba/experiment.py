@@ -1,8 +1,9 @@
 """Fine-tuning a Mamba LM on the commonsense multiple-choice sets with a MambaPEFT config (or fully).
 
-Used by ``cptpp mamba-search`` and ``benchmarks/mamba_table.py``. Without a local checkpoint
-(``--model PATH``) the base is a tiny randomly initialized Mamba over UTF-8 bytes, briefly trained as
-an LM on the fine-tuning half's instructions; its accuracies are NOT comparable to the paper's.
+Used by ``cptpp mamba-search`` and ``benchmarks/mamba_table.py``. The base is a local checkpoint
+(``--model PATH``): a transformers Mamba with its tokenizer, or a byte-level Mamba written by
+``cptpp mamba-pretrain``. Without one it is a tiny randomly initialized Mamba over UTF-8 bytes, briefly
+trained as an LM on the fine-tuning half's instructions; its accuracies are NOT comparable to the paper's.
 """
 from __future__ import annotations
 
@@ -46,10 +47,17 @@ def tiny_mamba_config(vocab_size: int = ByteTokenizer.vocab_size, hidden: int = 
 
 
 def load_base(model_path: str | None, seed: int = 0, device: str = "cpu") -> Base:
-    """A local transformers Mamba checkpoint (with its tokenizer), or a tiny random byte-level Mamba."""
+    """A local transformers Mamba checkpoint (with its tokenizer), a byte-level one from ``cptpp mamba-pretrain``
+    (recognized by its marker file; tokenized with ``ByteTokenizer``), or a tiny random byte-level Mamba."""
     if model_path:
         from transformers import AutoTokenizer
 
+        from cptpp.peft.mamba.pretrain import byte_lm_info, describe
+
+        info = byte_lm_info(model_path)
+        if info is not None:
+            model = MambaForCausalLM.from_pretrained(model_path).to(device)
+            return Base(model, ByteTokenizer(), ByteTokenizer.pad_token_id, describe(info, model_path))
         tok = AutoTokenizer.from_pretrained(model_path)
         model = MambaForCausalLM.from_pretrained(model_path).to(device)
         pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
