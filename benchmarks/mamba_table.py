@@ -81,25 +81,27 @@ def main(argv=None) -> int:
     def train_cfg(lr):
         return TrainConfig(epochs=args.epochs, lr=lr, metric="accuracy", seed=args.seed, progress=False, patience=0)
 
+    def scores(res):
+        return {"valid": res["valid"]["accuracy"], "test": res["test"]["accuracy"],
+                "valid_nll": res["valid"]["choice_nll"], "test_nll": res["test"]["choice_nll"],
+                "test_per_task": {k.split("/", 1)[1]: v for k, v in res["test"].items() if "/" in k}}
+
     rows = []
     for name, cfg, lr in METHODS:
         t = time.perf_counter()
         res = finetune(base, splits, cfg, train_cfg(lr), max_len=args.max_len)
         rows.append({"method": name, "config": None if cfg is None else cfg.methods(), "lr": lr,
                      "trainable_params": res["trainable_params"], "trainable_percent": res["trainable_percent"],
-                     "valid": res["valid"]["accuracy"], "test": res["test"]["accuracy"],
-                     "test_per_task": {k.split("/", 1)[1]: v for k, v in res["test"].items() if "/" in k},
-                     "seconds": time.perf_counter() - t})
+                     **scores(res), "seconds": time.perf_counter() - t})
         print(f"{name:45s} params={res['trainable_params']:>8d} ({res['trainable_percent']:6.2f}%) "
-              f"valid={rows[-1]['valid']:.4f} test={rows[-1]['test']:.4f}")
+              f"valid={rows[-1]['valid']:.4f} test={rows[-1]['test']:.4f} test_nll={rows[-1]['test_nll']:.4f}")
 
     out = Path(args.out)
     best = hybrid_search(lambda cfg, lr: finetune(base, splits, cfg, train_cfg(lr), max_len=args.max_len),
                          args.trials, out / "mamba_search", seed=args.seed)
     rows.append({"method": f"best hybrid ({args.trials} Optuna trials)", "config": best["methods"], "lr": best["lr"],
                  "trainable_params": best["trainable_params"], "trainable_percent": best["trainable_percent"],
-                 "valid": best["valid"]["accuracy"], "test": best["test"]["accuracy"],
-                 "test_per_task": {k.split("/", 1)[1]: v for k, v in best["test"].items() if "/" in k}})
+                 **scores(best)})
     print(f"{rows[-1]['method']:45s} params={best['trainable_params']:>8d} ({best['trainable_percent']:6.2f}%) "
           f"valid={best['valid']['accuracy']:.4f} test={best['test']['accuracy']:.4f}  {best['methods']}")
 
@@ -109,10 +111,13 @@ def main(argv=None) -> int:
             "torch": torch.__version__, "seconds": time.perf_counter() - t0}
     write_json(out / "mamba_table.json", {"meta": meta, "rows": rows})
     lines = [f"Base: {base.description}. Tasks: {', '.join(tasks)} (seeded half fine-tune / half test; "
-             f"test n={len(splits['test'])}). Accuracy by LM likelihood of the answer label.", "",
-             "| method | trainable params | % of base | valid acc | test acc |", "|---|---:|---:|---:|---:|"]
+             f"test n={len(splits['test'])}). Accuracy by LM likelihood of the answer label; choice NLL = mean "
+             "-log softmax over the choices' scores at the gold one (lower is better; ln 2 = 0.693 for an "
+             "indifferent model on two-choice sets). Model selection on valid accuracy.", "",
+             "| method | trainable params | % of base | valid acc | test acc | valid choice NLL | test choice NLL |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['method']} | {r['trainable_params']:,} | {r['trainable_percent']:.2f} | {r['valid']:.3f} | "
-              f"{r['test']:.3f} |" for r in rows]
+              f"{r['test']:.3f} | {r['valid_nll']:.4f} | {r['test_nll']:.4f} |" for r in rows]
     (out / "mamba_table.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'mamba_table.json'} and {out / 'mamba_table.md'} ({meta['seconds']:.0f}s)")
     print(json.dumps({"best_hybrid": best["config"]}))

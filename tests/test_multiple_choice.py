@@ -13,6 +13,8 @@ from cptpp.peft.multiple_choice import (
     ByteTokenizer,
     MCExample,
     accuracy,
+    choice_nll,
+    choice_scores,
     context_text,
     continuations,
     load_commonsense,
@@ -106,11 +108,23 @@ def brute_force_score(lm, tok, context, cont, normalize):
 def test_predict_matches_brute_force_likelihood(mode):
     tok, lm = ByteTokenizer(), CountingLM()
     ex = [parse_record("piqa", PIQA, "x"), parse_record("siqa", SIQA, "x"), parse_record("boolq", BOOLQ, "x")]
-    want = [int(np.argmax([brute_force_score(lm, tok, context_text(e), c, mode == "text")
-                           for c in continuations(e, mode)])) for e in ex]
+    want_scores = [[brute_force_score(lm, tok, context_text(e), c, mode == "text") for c in continuations(e, mode)]
+                   for e in ex]
     # batch_size=2 splits an example's choices across batches and pads rows of different lengths
+    scores = choice_scores(lm, tok, ex, mode=mode, batch_size=2, max_len=10_000, pad_id=256)
+    for got_s, want_s in zip(scores, want_scores, strict=True):
+        np.testing.assert_allclose(got_s, want_s, rtol=1e-5, atol=1e-5)
     got = predict(lm, tok, ex, mode=mode, batch_size=2, max_len=10_000, pad_id=256)
-    assert got.tolist() == want
+    assert got.tolist() == [int(np.argmax(s)) for s in want_scores]
+    # -log softmax over the choices at the gold index, by hand
+    want_nll = np.mean([-(s[e.answer] - np.log(np.sum(np.exp(s)))) for e, s in zip(ex, want_scores)])
+    assert choice_nll(ex, scores) == pytest.approx(want_nll, rel=1e-5)
+
+
+def test_choice_nll_of_an_indifferent_model_is_log_choices():
+    ex = [parse_record("piqa", PIQA, "x"), parse_record("boolq", BOOLQ, "x")]
+    flat = [np.zeros(len(e.labels)) for e in ex]
+    assert choice_nll(ex, flat) == pytest.approx(np.mean([np.log(len(e.labels)) for e in ex]))
 
 
 def test_training_example_labels_only_the_gold_answer():

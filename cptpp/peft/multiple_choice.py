@@ -173,25 +173,38 @@ def continuation_logprobs(model, seqs: list[list[int]], cont_lens: list[int], pa
 
 
 @torch.no_grad()
-def predict(model, tok: Tokenizer, examples: Sequence[MCExample], *, mode: str = "label", batch_size: int = 16,
-            max_len: int = 512, pad_id: int = 0) -> np.ndarray:
-    """Predicted choice index per example (argmax of LM likelihood). [len(examples)]"""
+def choice_scores(model, tok: Tokenizer, examples: Sequence[MCExample], *, mode: str = "label",
+                  batch_size: int = 16, max_len: int = 512, pad_id: int = 0) -> list[np.ndarray]:
+    """LM score of every choice per example: the continuation's summed log-likelihood (``label`` mode)
+    or its mean per token (``text`` mode). One array of len(example.labels) per example."""
     check_choice("mode", mode, SCORING_MODES)
     device = next(model.parameters()).device
-    pairs = [(i, encode_pair(tok, context_text(ex), c, max_len))
-             for i, ex in enumerate(examples) for c in continuations(ex, mode)]
+    pairs = [encode_pair(tok, context_text(ex), c, max_len) for ex in examples for c in continuations(ex, mode)]
     scores = []
     for s in range(0, len(pairs), batch_size):
         chunk = pairs[s:s + batch_size]
-        total, n = continuation_logprobs(model, [p[1][0] for p in chunk], [p[1][1] for p in chunk], pad_id, device)
+        total, n = continuation_logprobs(model, [p[0] for p in chunk], [p[1] for p in chunk], pad_id, device)
         scores.append((total / n if mode == "text" else total).cpu())
-    flat = torch.cat(scores).tolist() if scores else []
-    preds, k = [], 0
-    for ex in examples:
-        m = len(ex.labels)
-        preds.append(int(np.argmax(flat[k:k + m])))
-        k += m
-    return np.array(preds, dtype=np.int64)
+    flat = torch.cat(scores).numpy() if scores else np.zeros(0)
+    bounds = np.cumsum([0] + [len(ex.labels) for ex in examples])
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def predict(model, tok: Tokenizer, examples: Sequence[MCExample], *, mode: str = "label", batch_size: int = 16,
+            max_len: int = 512, pad_id: int = 0) -> np.ndarray:
+    """Predicted choice index per example (argmax of LM likelihood). [len(examples)]"""
+    scores = choice_scores(model, tok, examples, mode=mode, batch_size=batch_size, max_len=max_len, pad_id=pad_id)
+    return np.array([int(np.argmax(s)) for s in scores], dtype=np.int64)
+
+
+def choice_nll(examples: Sequence[MCExample], scores: Sequence[np.ndarray]) -> float:
+    """Mean over examples of -log softmax(choice scores)[gold]: how much probability the model puts on the
+    right choice among the offered ones (log(number of choices) for a model indifferent between them).
+    Unlike accuracy it moves when a method changes the scores without changing the argmax."""
+    if not examples:
+        return 0.0
+    nll = [float(np.logaddexp.reduce(s) - s[ex.answer]) for ex, s in zip(examples, scores)]
+    return float(np.mean(nll))
 
 
 def accuracy(examples: Sequence[MCExample], preds: np.ndarray) -> dict[str, float]:

@@ -11,6 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from transformers import MambaConfig, MambaForCausalLM
 
@@ -19,10 +20,11 @@ from cptpp.peft.multiple_choice import (
     ByteTokenizer,
     MCExample,
     accuracy,
+    choice_nll,
+    choice_scores,
     context_text,
     load_commonsense,
     pad_batch,
-    predict,
     split_examples,
     training_example,
 )
@@ -107,9 +109,10 @@ class MultipleChoiceTask:
 
     def evaluate(self, split: str) -> dict[str, float]:
         ex = self.splits[split]
-        preds = predict(self.model, self.tok, ex, mode=self.mode, batch_size=self.eval_batch_size,
-                        max_len=self.max_len, pad_id=self.pad_id)
-        return accuracy(ex, preds)
+        scores = choice_scores(self.model, self.tok, ex, mode=self.mode, batch_size=self.eval_batch_size,
+                               max_len=self.max_len, pad_id=self.pad_id)
+        preds = np.array([int(np.argmax(s)) for s in scores], dtype=np.int64)
+        return accuracy(ex, preds) | {"choice_nll": choice_nll(ex, scores)}
 
 
 class TextLMTask:
