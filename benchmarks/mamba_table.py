@@ -1,8 +1,8 @@
 """MambaPEFT table: full fine-tuning vs each method vs the best hybrid, with parameter counts and accuracy.
 
     python benchmarks/mamba_table.py                      # tiny random byte-level Mamba (minutes on 2 cores)
-    cptpp mamba-pretrain --out runs/mamba-byte --minutes 20 && \
-        python benchmarks/mamba_table.py --model runs/mamba-byte --max-len 384   # a 2.7M-param Mamba pre-trained here
+    cptpp mamba-pretrain --out runs/mamba-byte --minutes 25 --threads 1 && \
+        python benchmarks/mamba_table.py --model runs/mamba-byte --max-len 384 --limit 64  # a 2.7M-param Mamba pre-trained here
     python benchmarks/mamba_table.py --model PATH --limit 0 --max-len 512 --epochs 3 --trials 20
 
 Data: BoolQ/PIQA/WinoGrande by default (any of boolq,piqa,siqa,winogrande,arc-e,arc-c,obqa), LLM-Adapters
