@@ -15,6 +15,10 @@ Resumable: every finished row (and each pre-trained encoder) is kept under ``--c
 dataset, protocol and seed; a rerun skips what is done, so seeds can run in separate processes
 (``--seeds 1`` beside ``--seeds 2``). The report is rebuilt from the cache after every row:
 ``benchmarks/results/cptpp.json`` and ``cptpp.md``, one section per dataset and protocol.
+``cptpp.json`` keeps every seed's test metrics, and rows it records are written back into an empty
+or partial cache before anything runs, so a lost ``runs/`` folder loses only the pre-trained
+encoders: finished rows count as done (remove them from ``cptpp.json``, or use another ``--out``,
+to run them again).
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from cptpp.train import TrainConfig, fit, seed_everything
 
 METRICS = [f"{m}@{k}" for k in (5, 20) for m in ("recall", "ndcg", "precision", "hit")]
 PROFILES = {"historical": "H", "factorization": "M", "high_order": "R"}
+PER_SEED_KEYS = ("seed", "command", "seconds", "paused", "params", "best_epoch", "test")
 
 
 def run_one(task, epochs: int, seed: int, patience: int) -> dict:
@@ -96,6 +101,7 @@ def main(argv=None) -> int:
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     protocol = f"epochs{args.epochs}-pre{args.pretrain_epochs}-pat{args.patience}"
     joint_overrides = {"sgl": {"cl_weight": args.sgl_cl_weight}}
+    restore_cache(cache, Path(args.out) / "cptpp.json")
     for name in ([] if args.report_only else args.datasets.split(",")):
         data = load_dataset(name, progress=False)
         for seed in seeds:
@@ -123,6 +129,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def restore_cache(cache: Path, report_path: Path) -> None:
+    """Write the rows recorded in a previous ``cptpp.json`` back into the cache where they are missing."""
+    if not report_path.exists():
+        return
+    report = json.loads(report_path.read_text())
+    for key, section in report["datasets"].items():
+        name, protocol = key.removesuffix(")").split(" (")
+        for label, summary in section["rows"].items():
+            for result in summary.get("per_seed", []):
+                path = cache / name / protocol / f"seed{result['seed']}" / f"{slug(label)}.json"
+                if not path.exists():
+                    write_json(path, {**result, "label": label, "restored_from": str(report_path)})
+
+
 def write_report(cache: Path, out: Path) -> None:
     """Rebuild ``cptpp.json``/``cptpp.md`` from every finished row in the cache (all seeds found)."""
     report = {"datasets": {}}
@@ -143,7 +163,8 @@ def write_report(cache: Path, out: Path) -> None:
 def summarize(results: list[dict]) -> dict:
     timed = [r["seconds"] for r in results if not r.get("paused")]  # a paused run's wall time means nothing
     out = {"n": len(results), "seeds": sorted(r["seed"] for r in results), "params": results[0]["params"],
-           "seconds": statistics.mean(timed) if timed else None}
+           "seconds": statistics.mean(timed) if timed else None,
+           "per_seed": [{k: r[k] for k in PER_SEED_KEYS if k in r} for r in sorted(results, key=lambda r: r["seed"])]}
     for m in METRICS:
         vals = [r["test"][m] for r in results]
         out[m] = [statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0]
