@@ -193,7 +193,12 @@ def choice_scores(model, tok: Tokenizer, examples: Sequence[MCExample], *, mode:
 def predict(model, tok: Tokenizer, examples: Sequence[MCExample], *, mode: str = "label", batch_size: int = 16,
             max_len: int = 512, pad_id: int = 0) -> np.ndarray:
     """Predicted choice index per example (argmax of LM likelihood). [len(examples)]"""
-    scores = choice_scores(model, tok, examples, mode=mode, batch_size=batch_size, max_len=max_len, pad_id=pad_id)
+    return best_choices(choice_scores(model, tok, examples, mode=mode, batch_size=batch_size, max_len=max_len,
+                                      pad_id=pad_id))
+
+
+def best_choices(scores: Sequence[np.ndarray]) -> np.ndarray:
+    """Index of the highest-scoring choice per example (from ``choice_scores``). [len(scores)]"""
     return np.array([int(np.argmax(s)) for s in scores], dtype=np.int64)
 
 

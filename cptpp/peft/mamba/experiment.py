@@ -11,7 +11,6 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from transformers import MambaConfig, MambaForCausalLM
 
@@ -20,6 +19,7 @@ from cptpp.peft.multiple_choice import (
     ByteTokenizer,
     MCExample,
     accuracy,
+    best_choices,
     choice_nll,
     choice_scores,
     context_text,
@@ -111,8 +111,7 @@ class MultipleChoiceTask:
         ex = self.splits[split]
         scores = choice_scores(self.model, self.tok, ex, mode=self.mode, batch_size=self.eval_batch_size,
                                max_len=self.max_len, pad_id=self.pad_id)
-        preds = np.array([int(np.argmax(s)) for s in scores], dtype=np.int64)
-        return accuracy(ex, preds) | {"choice_nll": choice_nll(ex, scores)}
+        return accuracy(ex, best_choices(scores)) | {"choice_nll": choice_nll(ex, scores)}
 
 
 class TextLMTask:
