@@ -82,6 +82,23 @@ def test_prompt_plus_items_and_add_fusion(tiny_data):
     assert users.shape == (tiny_data.num_users, 8) and items.shape == (tiny_data.num_items, 8)
 
 
+@pytest.mark.parametrize("rescale", [True, False])
+def test_rescale_sets_mean_row_norm_one_with_one_scalar(tiny_data, rescale):
+    enc = _encoder(tiny_data)
+    adj = normalized_bipartite_graph(tiny_data.train, tiny_data.num_users, tiny_data.num_items)
+    with torch.no_grad():
+        user, item = enc(adj)
+    model = PromptTuningTask(enc, tiny_data, PromptTuneConfig(hidden=16, rescale=rescale)).model
+    scale = 1 / float(torch.cat([user, item]).norm(dim=1).mean()) if rescale else 1.0
+    torch.testing.assert_close(model.user_frozen, user * scale)
+    torch.testing.assert_close(model.item_frozen, item * scale)
+    if rescale:
+        norms = torch.cat([model.user_frozen, model.item_frozen]).norm(dim=1)
+        assert float(norms.mean()) == pytest.approx(1.0, rel=1e-5)
+    # the R profile is built from the rescaled embeddings (it is linear in them)
+    torch.testing.assert_close(model.profile_fixed, high_order_profile(adj, user, item, 2) * scale)
+
+
 def test_official_code_mode_reproduces_untrained_prompts(tiny_data):
     enc = _encoder(tiny_data)
     enc_before = {k: v.clone() for k, v in enc.state_dict().items()}
@@ -97,6 +114,9 @@ def test_official_code_mode_reproduces_untrained_prompts(tiny_data):
 def test_official_code_mode_rejects_other_tunes():
     with pytest.raises(ConfigError, match="official-code"):
         PromptTuneConfig(mode="official-code", tune="prompt")
+    with pytest.raises(ConfigError, match="no rescale"):
+        PromptTuneConfig(mode="official-code", rescale=True)
+    assert PromptTuneConfig(mode="official-code").rescale is False and PromptTuneConfig().rescale is True
 
 
 def test_pretrained_artifact_round_trip(tiny_data, tmp_path):

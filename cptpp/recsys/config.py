@@ -85,6 +85,7 @@ class PromptTuneConfig:
     fusion: str = "concat_mlp"
     tune: str | None = None  # paper: "prompt"; official-code: "all"
     mode: str = "paper"
+    rescale: bool | None = None  # paper: True; official-code: False (see prompt_tuning.py)
     hidden: int = 256
     batch_size: int = 2048
     l2: float = 1e-4
@@ -99,9 +100,11 @@ class PromptTuneConfig:
         if self.tune is None:
             self.tune = "all" if self.mode == "official-code" else "prompt"
         check_choice("tune", self.tune, TUNES)
-        if self.mode == "official-code" and (self.tune != "all" or self.fusion != "concat_mlp"):
+        if self.rescale is None:
+            self.rescale = self.mode == "paper"
+        if self.mode == "official-code" and (self.tune != "all" or self.fusion != "concat_mlp" or self.rescale):
             raise ConfigError("mode=official-code reproduces the reference code: it trains the whole "
-                              "encoder (tune=all) with concat_mlp fusion")
+                              "encoder (tune=all) with concat_mlp fusion and no rescale")
         check_range("hidden", self.hidden, 1)
         check_range("batch_size", self.batch_size, 1)
         check_range("l2", self.l2, 0)
