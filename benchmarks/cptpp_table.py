@@ -212,11 +212,13 @@ def write_markdown(report: dict, path: Path) -> None:
             cells = [f"{r[m][0]:.4f}" + (f" ± {r[m][1]:.4f}" if r["n"] > 1 else "") for m in METRICS]
             seconds = "—" if r["seconds"] is None else f"{r['seconds']:.0f}"
             lines.append(f"| {label} | {len(r['seeds'])} | " + " | ".join(cells) + f" | {r['params']:,} | {seconds} |")
-        joint = max(((r["recall@20"][0], k) for k, r in rows.items() if not k.startswith("CPTPP")), default=None)
-        prompt = max(((r["recall@20"][0], k) for k, r in rows.items() if k.startswith("CPTPP")), default=None)
-        prompt_r = max(((r["recall@20"][0], k) for k, r in rows.items() if k.startswith("CPTPP-R")), default=None)
-        frozen_r = max(((r["recall@20"][0], k) for k, r in rows.items()
-                        if k.startswith("CPTPP-R") and "+items" not in k), default=None)
+        def best_row(keep):  # (Recall@20, label) of the best row whose label passes ``keep``
+            return max(((r["recall@20"][0], k) for k, r in rows.items() if keep(k)), default=None)
+
+        joint = best_row(lambda k: not k.startswith("CPTPP"))
+        prompt = best_row(lambda k: k.startswith("CPTPP"))
+        prompt_r = best_row(lambda k: k.startswith("CPTPP-R"))
+        frozen_r = best_row(lambda k: k.startswith("CPTPP-R") and "+items" not in k)
         if joint and prompt:
             best = [("best prompt-tuned", prompt), ("best CPTPP-R", prompt_r),
                     ("best CPTPP-R with the items frozen too", frozen_r if frozen_r != prompt_r else None)]
