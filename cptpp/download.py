@@ -9,7 +9,14 @@ Resolution order for the files of one named dataset (``area`` is ``"recsys"``, `
 
 Every file is hashed before use. A file whose sha256 is not known in advance (``sha256=None``) is
 trusted on first download: its hash is recorded in ``<cache>/SHA256SUMS`` and checked on every
-later use, so a truncated or replaced cache file is still caught.
+later use, so a truncated or replaced cache file is still caught. A file with no per-file URL
+(``url=None``: the official release is a script or a big archive) cannot be fetched; the error
+says what to download and where to put the result (:attr:`DataSpec.manual`).
+
+Every named dataset of every family is one :class:`DataSpec` in :data:`DATA` (area, name, files with
+URL and sha256); ``cptpp.data_catalog`` registers the text and code sets, and
+``cptpp.recsys.datasets.catalog`` the recommendation sets. A data file with a bad line raises
+:class:`MalformedLineError` naming ``path:line`` and what was expected, whatever the family.
 """
 from __future__ import annotations
 
@@ -25,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
+from cptpp.config import ConfigError
 from cptpp.io import _atomic_write
+from cptpp.registry import Registry
 
 _CHUNK = 1 << 20
 CHECKSUMS_FILE = "SHA256SUMS"
@@ -39,17 +48,28 @@ class DownloadError(FileNotFoundError):
     """A file is not available locally and could not be downloaded; the message says what to do."""
 
 
+class MalformedLineError(ValueError):
+    """A line of a data file does not match its format; the message names ``path:line``, shows the
+    line and says what was expected. Every loader (recsys, text, code) raises this one type."""
+
+    def __init__(self, path, lineno: int, line: str, expected: str, why: str = ""):
+        shown = line if len(line) <= 200 else line[:200] + "..."
+        super().__init__(f"{path}:{lineno}: malformed line {shown!r}{': ' + why if why else ''}; expected {expected}")
+        self.path, self.lineno, self.line = str(path), lineno, line
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One file a dataset needs.
 
-    ``name`` is the file name in the resolved folder; ``url`` where it is published; ``member``
-    the path inside the archive at ``url`` (None: the URL is the file itself); ``sha256`` the
-    hash of the file ``name`` itself (after extraction), None to record it on first download.
+    ``name`` is the file name in the resolved folder; ``url`` where it is published (None: no
+    per-file download exists, see :attr:`DataSpec.manual`); ``member`` the path inside the archive
+    at ``url`` (None: the URL is the file itself); ``sha256`` the hash of the file ``name`` itself
+    (after extraction), None to record it on first download.
     """
 
     name: str
-    url: str
+    url: str | None
     sha256: str | None = None
     member: str | None = None
 
@@ -197,26 +217,35 @@ def _missing_help(files: Iterable[RemoteFile], cache: Path, mirror: Path | None)
 
 
 def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[RemoteFile], *,
-                  mirror_dir: str | None = None, progress: bool = True, allow_download: bool = True) -> Resolved:
+                  mirror_dir: str | None = None, progress: bool = True, allow_download: bool = True,
+                  verify: bool = True, manual: str = "") -> Resolved:
     """Find (or fetch) every file of dataset ``name``; return their verified paths.
 
     A mirror folder is used only when it holds all ``files`` (a partial mirror, e.g. one lacking
     a big ratings file, falls through to the cache). A mirror or cache file with the wrong hash is
-    an error, never silently replaced.
+    an error, never silently replaced. ``verify=False`` skips every hash check (a user's own copy
+    of a file, e.g. full-size XTREME files where the mirror holds subsamples). ``manual`` says how
+    to obtain files that have no per-file URL; it goes into the error when one is missing.
     """
     mroot = mirror_root()
     mfolder = mroot / area / (mirror_dir or name) if mroot else None
     if mfolder is not None and all((mfolder / f.name).is_file() for f in files):
         for f in files:
-            if f.sha256:
+            if f.sha256 and verify:
                 verify_sha256(mfolder / f.name, f.sha256,
-                              hint=f"the mirror copy differs from the published file {f.url}")
+                              hint=f"the mirror copy differs from the published file {f.url or f.name}; "
+                              "pass verify=False to use it anyway")
         return Resolved(mfolder, {f.name: mfolder / f.name for f in files}, "mirror")
 
     cache = data_home() / area / name
     sums_path = cache / CHECKSUMS_FILE
     recorded = read_checksums(sums_path)
     missing = [f for f in files if not (cache / f.name).is_file()]
+    no_url = [f for f in missing if f.url is None]
+    if no_url:
+        raise DownloadError(f"{area}/{name}: {', '.join(f.name for f in no_url)} not found locally and has no "
+                            f"per-file download; {manual or 'see the dataset homepage'}; then "
+                            + _missing_help(no_url, cache, mfolder))
     if missing and not allow_download:
         raise DownloadError(f"{name}: {', '.join(f.name for f in missing)} not found locally; "
                             + _missing_help(missing, cache, mfolder))
@@ -227,7 +256,7 @@ def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[Rem
         by_url.setdefault(f.url, []).append(f)
     # A hash recorded by an earlier download is enforced on re-download too (reproducibility);
     # accepting a new upstream version means deleting the SHA256SUMS line on purpose.
-    want = {f.name: f.sha256 or recorded.get(f.name) for f in files}
+    want = {f.name: (f.sha256 or recorded.get(f.name)) if verify else None for f in files}
     tofu_hint = f"the hash was recorded at first download in {sums_path}; remove its line there to accept the new file"
     hints = {f.name: "" if f.sha256 else tofu_hint for f in files}
     for url, group in by_url.items():
@@ -249,7 +278,7 @@ def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[Rem
                 shutil.rmtree(tmpdir, ignore_errors=True)
         except DownloadError as e:
             raise DownloadError(f"{e}; {_missing_help(group, cache, mfolder)}") from None
-    if fresh:
+    if fresh and verify:
         new = {n: h for n, h in fresh.items() if want[n] is None}
         if new:
             write_checksums(sums_path, {**recorded, **new})
@@ -259,7 +288,8 @@ def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[Rem
         if f.name in fresh:
             continue  # hashed while being written
         if want[f.name]:
-            verify_sha256(path, want[f.name], hint=f"delete {path} to download it again from {f.url}")
+            verify_sha256(path, want[f.name], hint=f"delete {path} to download it again"
+                          + (f" from {f.url}" if f.url else ""))
     return Resolved(cache, {f.name: cache / f.name for f in files}, "download" if fresh else "cache")
 
 
@@ -271,3 +301,78 @@ def locate(area: str, name: str, files, *, mirror_dir: str | None = None) -> str
     if all((data_home() / area / name / f.name).is_file() for f in files):
         return "cache"
     return "download"
+
+
+# ---------------------------------------------------------------- the dataset registry
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """One named dataset of any family: its files, where they are published and their sha256.
+
+    It lives at ``$CPTPP_DATA_MIRROR/<area>/<mirror_dir or name>/`` in a mirror and at
+    ``$CPTPP_DATA_HOME/<area>/<name>/`` in the cache (``name`` may hold a ``/``, e.g.
+    ``"superglue/RTE"``). ``manual`` says how to obtain files with ``url=None`` (a release that is
+    a script or an archive of a different layout): what to download and what to produce.
+    """
+
+    area: str
+    name: str
+    files: tuple[RemoteFile, ...]
+    mirror_dir: str | None = None
+    homepage: str = ""
+    manual: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.area}/{self.name}"
+
+    def remote(self, file: str) -> RemoteFile:
+        """The registered file ``file``; an unregistered name (a user's own extra file, e.g. another
+        language) is looked up locally only, without a checksum."""
+        for f in self.files:
+            if f.name == file:
+                return f
+        return RemoteFile(file, None)
+
+    def path(self, file: str, *, root: str | Path | None = None, verify: bool = True, progress: bool = True,
+             allow_download: bool = True) -> Path:
+        """Path of one file, checked against its sha256 (``verify``).
+
+        ``root`` given: look only in ``<root>/<mirror_dir or name>/`` (``root`` is laid out like
+        ``$CPTPP_DATA_MIRROR/<area>``); otherwise mirror -> cache -> download (:func:`resolve_files`).
+        """
+        f = self.remote(file)
+        if root is None:
+            return resolve_files(self.area, self.name, (f,), mirror_dir=self.mirror_dir, progress=progress,
+                                 allow_download=allow_download, verify=verify, manual=self._how()).paths[file]
+        path = Path(root) / (self.mirror_dir or self.name) / file
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found (root={str(root)!r} is the only place looked in); registered files of "
+                f"{self.key}: {', '.join(x.name for x in self.files) or 'none'}; {self._how(f)}")
+        if verify and f.sha256:
+            verify_sha256(path, f.sha256, hint="not the published copy; pass verify=False to use it anyway")
+        return path
+
+    def _how(self, f: RemoteFile | None = None) -> str:
+        if f is not None and f.url:
+            return f"it is published at {f.url}" + (f" (member {f.member})" if f.member else "")
+        return self.manual or (f"see {self.homepage}" if self.homepage else "")
+
+
+DATA: Registry[DataSpec] = Registry("dataset")
+
+
+def register_data(spec: DataSpec) -> DataSpec:
+    """Add ``spec`` to :data:`DATA` under ``"<area>/<name>"`` (twice is an error)."""
+    return DATA.register(spec.key)(spec)
+
+
+def data_spec(area: str, name: str) -> DataSpec:
+    """The registered dataset ``<area>/<name>``; an unknown one is an error listing the valid names."""
+    key = f"{area}/{name}"
+    if key not in DATA:
+        valid = ", ".join(n for n in DATA.names() if n.startswith(area + "/")) or "none"
+        raise ConfigError(f"unknown dataset {key!r}; registered in area {area!r}: {valid}")
+    return DATA.get(key)

@@ -1,19 +1,17 @@
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cptpp.download import ChecksumError
+from cptpp.download import ChecksumError, MalformedLineError
 import torch
 
 from cptpp.config import ConfigError
 from cptpp.peft.superglue import (LABELS, VERBALIZERS, SuperGlueTask, encode, exact_match, f1_binary, f1_macro,
                                   load_task, pad_batch, read_jsonl, split_indices, task_metrics, to_examples,
                                   verbalizer_ids)
+from tests.conftest import mirror_dir
 
-MIRROR = Path(os.environ.get("CPTPP_DATA_MIRROR", Path(__file__).resolve().parents[2] / "shared" / "data")) / "text"
 
 
 def test_f1_and_exact_match_match_hand_computed_values():
@@ -63,7 +61,11 @@ def test_multirc_flattens_answers_grouped_by_question():
 def test_read_jsonl_names_file_and_line_on_bad_input(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\n{"a": \n')
-    with pytest.raises(ConfigError, match=r"x\.jsonl:2: malformed"):
+    with pytest.raises(MalformedLineError, match=r"x\.jsonl:2: malformed line '\{\"a\": ': Expecting value"
+                                                 r".*; expected one JSON object per line"):
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n\n[1, 2]\n')
+    with pytest.raises(MalformedLineError, match=r"x\.jsonl:3: .*a JSON list"):
         read_jsonl(path)
     path.write_text('{"a": 1}\n')
     with pytest.raises(ChecksumError, match="checksum mismatch"):
@@ -98,12 +100,13 @@ def test_load_task_protocol_on_a_fake_root(tmp_path):
         load_task("BoolQ", tmp_path, verify=False)
 
 
-@pytest.mark.skipif(not (MIRROR / "superglue" / "RTE").is_dir(), reason="no local SuperGLUE mirror")
+@pytest.mark.skipif(mirror_dir("text", "superglue/RTE") is None or mirror_dir("text", "fewglue/BoolQ") is None,
+                    reason="$CPTPP_DATA_MIRROR lacks text/superglue/RTE or text/fewglue/BoolQ")
 def test_real_mirror_sizes_and_protocol():
-    rte = load_task("RTE", MIRROR)
+    rte = load_task("RTE")  # found the way the library finds it: mirror -> cache -> download
     assert (len(rte.train), len(rte.valid), len(rte.test)) == (2241, 249, 277)
     assert sum(e.label == 0 for e in rte.test) == 146                  # entailment count in SOURCE.txt
-    boolq = load_task("BoolQ", MIRROR, few_shot=True)
+    boolq = load_task("BoolQ", few_shot=True)
     assert (len(boolq.train), len(boolq.valid), len(boolq.test)) == (32, 32, 3270)
     assert not {e.text_b for e in boolq.train} & {e.text_b for e in boolq.test}
 

@@ -1,15 +1,14 @@
-import os
 from pathlib import Path
 
 import pytest
 
-from cptpp.download import ChecksumError
+from cptpp.download import ChecksumError, MalformedLineError
 
 from cptpp.config import ConfigError
 from cptpp.peft.tagging_data import (TaggedSentence, entity_f1, entity_spans, load_tagging, load_tagging_splits,
                                      read_tsv, relpath, tagging_metrics, token_accuracy)
+from tests.conftest import mirror_dir
 
-MIRROR = Path(os.environ.get("CPTPP_DATA_MIRROR", "/work/shared/data")) / "text"
 
 
 def write(path: Path, text: str) -> Path:
@@ -23,10 +22,12 @@ def test_read_tsv_sentences_and_errors(tmp_path):
     sents = read_tsv(p, ("O", "B-ORG", "I-ORG", "B-LOC"))
     assert sents == [TaggedSentence(("Hinzu", "Zeugen", "Jehovas"), ("O", "B-ORG", "I-ORG")),
                      TaggedSentence(("Berlin",), ("B-LOC",))]
-    with pytest.raises(ConfigError, match=r"a.tsv:2: tag 'B-ORG' is not one of"):
+    with pytest.raises(MalformedLineError, match=r"a\.tsv:2: malformed line .*unknown tag 'B-ORG'; "
+                                                 r"expected a tag in O, B-LOC$"):
         read_tsv(p, ("O", "B-LOC"))
-    unlabelled = write(tmp_path / "test-en.tsv", "Kanye\nWest\n")
-    with pytest.raises(ConfigError, match=r"test-en.tsv:1: .*carry no tags"):
+    unlabelled = write(tmp_path / "test-en.tsv", "Kanye\tPER\nWest\n")
+    with pytest.raises(MalformedLineError, match=r"test-en\.tsv:2: malformed line 'West': no tab .*carry no tags"
+                                                 r".*; expected 'token<TAB>tag'"):
         read_tsv(unlabelled)
     with pytest.raises(ChecksumError, match="checksum mismatch"):
         read_tsv(p, expected_sha256="0" * 64)
@@ -88,10 +89,11 @@ def test_splits_protocol_on_a_fake_mirror(tmp_path):
         load_tagging("ner", "train", "en", root)
 
 
-@pytest.mark.skipif(not (MIRROR / "wikiann-panx").is_dir(), reason="data mirror not present")
+@pytest.mark.skipif(mirror_dir("text", "wikiann-panx") is None or mirror_dir("text", "udpos/de_gsd") is None,
+                    reason="$CPTPP_DATA_MIRROR lacks text/wikiann-panx or text/udpos/de_gsd")
 def test_real_files_match_source_counts():
-    # counts from the mirror's SOURCE.txt
-    dev = load_tagging("ner", "dev", "en", MIRROR)
+    # counts from the mirror's SOURCE.txt; files found the way the library finds them
+    dev = load_tagging("ner", "dev", "en")
     assert len(dev) == 2000 and sum(len(s.words) for s in dev) == 16372
-    de = load_tagging("pos", "test", "de", MIRROR)
+    de = load_tagging("pos", "test", "de")
     assert len(de) == 977 and sum(len(s.words) for s in de) == 16499

@@ -1,19 +1,16 @@
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from cptpp.config import ConfigError
+from cptpp.download import MalformedLineError
 from cptpp.peft.adapters import AdapterConfig, PeftSpec, build_classifier
 from cptpp.peft.tncc import (LABELS, Title, build_tncc_task, load_tncc, read_tncc, stratified_subsample,
                              tncc_metrics, tokenizer_coverage)
 from cptpp.train import TrainConfig, fit
+from tests.conftest import mirror_dir
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
-MIRROR = Path(os.environ.get("CPTPP_DATA_MIRROR", "/work/shared/data")) / "text"
 TIBETAN = ["བྲག ཡེར པ", "༄༅ ལྭ རིང གི རིགས", "ཞིས ཅིན ཕིང གི གཏམ བཤད"]
 
 
@@ -44,11 +41,14 @@ def test_read_tncc_and_errors(tmp_path):
     p.write_text("Tourism\tབྲག ཡེར པ\nCustoms\t༄༅ ལྭ རིང གི རིགས", encoding="utf-8")  # no final newline
     assert read_tncc(p) == [Title("བྲག ཡེར པ", LABELS.index("Tourism")), Title("༄༅ ལྭ རིང གི རིགས", 1)]
     p.write_text("Tourism\tབྲག\nSports\tཡེར\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"train.txt:2: label 'Sports'"):
+    with pytest.raises(MalformedLineError, match=r"train\.txt:2: malformed line .*unknown label 'Sports'"
+                                                 r".*expected a label in Arts, Customs"):
         read_tncc(p)
-    p.write_text("Tourism བྲག\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"train.txt:1: expected"):
+    p.write_text("Tourism\tབྲག\nTourism བྲག\n", encoding="utf-8")
+    with pytest.raises(MalformedLineError, match=r"train\.txt:2: malformed line 'Tourism བྲག': no tab; "
+                                                 r"expected '<Label><TAB><title>'") as e:
         read_tncc(p)
+    assert (e.value.path, e.value.lineno) == (str(p), 2)
 
 
 def test_stratified_subsample_keeps_class_proportions():
@@ -93,8 +93,8 @@ def test_tncc_task_trains_prompt_plus_adapter_and_reports_macro_f1():
     assert changed == {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.skipif(not (MIRROR / "tncc-title").is_dir(), reason="data mirror not present")
+@pytest.mark.skipif(mirror_dir("text", "tncc-title") is None, reason="$CPTPP_DATA_MIRROR lacks text/tncc-title")
 def test_real_split_sizes_and_labels():
-    data = load_tncc(MIRROR)
+    data = load_tncc()  # found the way the library finds it: mirror -> cache -> download
     assert {k: len(v) for k, v in data.items()} == {"train": 7422, "valid": 927, "test": 927}
     assert np.bincount([t.label for t in data["test"]], minlength=12)[LABELS.index("Politics")] == 225

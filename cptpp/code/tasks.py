@@ -1,6 +1,7 @@
 """Code tasks from the data mirror and the generation task that `cptpp.train.fit` trains.
 
-Tasks (folders under ``$CPTPP_DATA_MIRROR/code``; see its README.md):
+Tasks (dataset folders, found like every dataset: ``$CPTPP_DATA_MIRROR/code/<folder>`` ->
+``$CPTPP_DATA_HOME/code/<folder>`` -> the official URL; files and sha256 in :mod:`cptpp.data_catalog`):
 
 | task            | folder                           | source -> target             | train split in the mirror |
 |-----------------|----------------------------------|------------------------------|---------------------------|
@@ -25,7 +26,6 @@ Transducer fuses with the source's code property graph.
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,8 @@ from collections.abc import Sequence
 import torch
 
 from cptpp.config import ConfigError, check_choice, check_range
+from cptpp.data_catalog import find_data
+from cptpp.download import MalformedLineError
 
 from .metrics import generation_metrics
 from .task_specs import PROTOCOLS, TASKS
@@ -46,39 +48,36 @@ class CodePair:
     target: str
 
 
-def task_dir(task: str, root: str | Path | None = None) -> Path:
-    """``<root>/<folder>``; ``root`` defaults to ``$CPTPP_DATA_MIRROR/code``."""
+def data_file(task: str, file: str, root: str | Path | None = None, verify: bool = True) -> Path:
+    """One file of ``task``'s dataset: under ``<root>/<folder>/`` only when ``root`` is given (laid out like
+    ``$CPTPP_DATA_MIRROR/code``), else mirror -> cache -> official URL (:mod:`cptpp.data_catalog`), sha256-checked."""
     check_choice("task", task, tuple(TASKS))
-    if root is None:
-        mirror = os.environ.get("CPTPP_DATA_MIRROR")
-        if not mirror:
-            raise ConfigError("code tasks read the data mirror: set CPTPP_DATA_MIRROR (e.g. /work/shared/data)")
-        root = Path(mirror) / "code"
-    path = Path(root) / TASKS[task].folder
-    if not path.is_dir():
-        raise FileNotFoundError(f"dataset folder for task {task!r} not found: {path}")
-    return path
+    return find_data("code", f"{TASKS[task].folder}/{file}", root=root, verify=verify)
 
 
 def _lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"missing data file: {path}")
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def _parallel(src: Path, tgt: Path) -> list[CodePair]:
-    a, b = _lines(src), _lines(tgt)
-    if len(a) != len(b):
-        raise ValueError(f"{src} has {len(a)} lines but {tgt} has {len(b)}; they must be line-aligned")
-    return [CodePair(s.strip(), t.strip()) for s, t in zip(a, b)]
+def _aligned(paths: Sequence[Path]) -> list[list[str]]:
+    """Lines of line-aligned files; a file shorter than the first is an error at its first missing line."""
+    texts = [_lines(p) for p in paths]
+    for path, lines in zip(paths[1:], texts[1:]):
+        if len(lines) != len(texts[0]):
+            short, long_ = (path, paths[0]) if len(lines) < len(texts[0]) else (paths[0], path)
+            n = min(len(lines), len(texts[0]))
+            raise MalformedLineError(long_, n + 1, (texts[0] if long_ == paths[0] else lines)[n],
+                                     f"files line-aligned with {short}",
+                                     f"{short} ends after line {n}")
+    return texts
 
 
-def _tab_text(path: Path) -> list[tuple[str, str]]:
+def _tab_text(path: Path, lines: list[str]) -> list[tuple[str, str]]:
     out = []
-    for i, line in enumerate(_lines(path), 1):
+    for i, line in enumerate(lines, 1):
         parts = line.split("\t", 1)
         if len(parts) != 2:
-            raise ValueError(f"{path}:{i}: expected '<id>\\t<text>'")
+            raise MalformedLineError(path, i, line, "'<id><TAB><text>'", "no tab")
         out.append((parts[0], parts[1].strip()))
     return out
 
@@ -102,49 +101,60 @@ def _docstring_target(text: str) -> str:
     return first.strip()
 
 
-def load_pairs(task: str, split: str, root: str | Path | None = None) -> list[CodePair]:
-    """The mirror's ``split`` (train/valid/test) of ``task`` as ``CodePair``s, file order."""
+def load_pairs(task: str, split: str, root: str | Path | None = None, verify: bool = True) -> list[CodePair]:
+    """The ``split`` (train/valid/test) of ``task`` as ``CodePair``s, file order. A line that does not fit the
+    format raises :class:`~cptpp.download.MalformedLineError` naming ``file:line``."""
     check_choice("split", split, ("train", "valid", "test"))
-    path = task_dir(task, root)
+    check_choice("task", task, tuple(TASKS))
     if split == "train" and not TASKS[task].has_train:
         raise ConfigError(f"the mirror has no train split for {task!r}; use load_splits (protocol valid-as-train)")
-    if task == "translation":
-        return _parallel(path / f"{split}.java-cs.txt.java", path / f"{split}.java-cs.txt.cs")
-    if task == "repair":
-        return _parallel(path / f"{split}.buggy-fixed.buggy", path / f"{split}.buggy-fixed.fixed")
+
+    def files(*names: str) -> list[Path]:
+        return [data_file(task, n, root, verify) for n in names]
+
+    if task in ("translation", "repair"):
+        ext = ("java-cs.txt.java", "java-cs.txt.cs") if task == "translation" else ("buggy-fixed.buggy",
+                                                                                    "buggy-fixed.fixed")
+        src, tgt = _aligned(files(*(f"{split}.{e}" for e in ext)))
+        return [CodePair(s.strip(), t.strip()) for s, t in zip(src, tgt)]
     if task == "assert":
+        (path,) = files(f"{split}.jsonl")
         pairs = []
-        for i, line in enumerate(_lines(path / f"{split}.jsonl"), 1):
+        for i, line in enumerate(_lines(path), 1):
             try:
                 rec = json.loads(line)
                 pairs.append(CodePair(rec["input"], rec["assertion"]))
-            except (json.JSONDecodeError, KeyError) as e:
-                raise ValueError(f"{path / f'{split}.jsonl'}:{i}: malformed record ({e})") from None
+            except json.JSONDecodeError as e:
+                raise MalformedLineError(path, i, line, "one JSON record per line", e.msg) from None
+            except (KeyError, TypeError):
+                raise MalformedLineError(path, i, line, "a JSON object with 'input' and 'assertion'",
+                                         "missing key") from None
         return pairs
     if task == "summarization":
-        code, nl = _tab_text(path / f"{split}.token.code"), _tab_text(path / f"{split}.token.nl")
-        if [c[0] for c in code] != [n[0] for n in nl]:
-            raise ValueError(f"{path}: ids of {split}.token.code and {split}.token.nl differ")
+        paths = files(f"{split}.token.code", f"{split}.token.nl")
+        code, nl = (_tab_text(p, lines) for p, lines in zip(paths, _aligned(paths)))
+        for i, (c, n) in enumerate(zip(code, nl), 1):
+            if c[0] != n[0]:
+                raise MalformedLineError(paths[1], i, f"{n[0]}\t{n[1]}", f"id {c[0]} as on line {i} of {paths[0]}",
+                                         "the ids differ")
         return [CodePair(c[1], n[1]) for c, n in zip(code, nl)]
-    decl = _lines(path / f"data_ps.declarations.{split}")
-    body = _lines(path / f"data_ps.bodies.{split}")
-    desc = _lines(path / f"data_ps.descriptions.{split}")
+    decl, body, desc = _aligned(files(*(f"data_ps.{k}.{split}" for k in ("declarations", "bodies", "descriptions"))))
     return [CodePair(unescape_docstring_corpus(d) + "\n" + unescape_docstring_corpus(b), _docstring_target(s))
             for d, b, s in zip(decl, body, desc)]
 
 
 def load_splits(task: str, root: str | Path | None = None, seed: int = 0,
-                valid_fraction: float = 0.1) -> tuple[dict[str, list[CodePair]], str]:
+                valid_fraction: float = 0.1, verify: bool = True) -> tuple[dict[str, list[CodePair]], str]:
     """``({"train", "valid", "test"}, protocol)``; see the module docstring for ``valid-as-train``."""
     spec = TASKS[task] if task in TASKS else check_choice("task", task, tuple(TASKS))
     if spec.has_train:
-        return {s: load_pairs(task, s, root) for s in ("train", "valid", "test")}, PROTOCOLS[True]
-    pool = load_pairs(task, "valid", root)
+        return {s: load_pairs(task, s, root, verify) for s in ("train", "valid", "test")}, PROTOCOLS[True]
+    pool = load_pairs(task, "valid", root, verify)
     order = list(range(len(pool)))
     random.Random(seed).shuffle(order)
     n_valid = max(1, int(round(valid_fraction * len(pool))))
     splits = {"train": [pool[i] for i in order[n_valid:]], "valid": [pool[i] for i in order[:n_valid]],
-              "test": load_pairs(task, "test", root)}
+              "test": load_pairs(task, "test", root, verify)}
     return splits, PROTOCOLS[False]
 
 

@@ -13,6 +13,7 @@ the usual zero-shot protocol.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from cptpp.config import ConfigError, check_choice
-from cptpp.download import RemoteFile, resolve_files
+from cptpp.data_catalog import find_data
+from cptpp.download import MalformedLineError
 
-_COMMIT = "816657208af4db747803f87ba40a4c71383fed7a"
-_URL = f"https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/{_COMMIT}/dataset/{{folder}}/test.json"
-# name -> (folder in LLM-Adapters/dataset and in the mirror, sha256 of test.json)
-COMMONSENSE: dict[str, tuple[str, str]] = {
-    "boolq": ("boolq", "89df2397cbca81dc31adcc6f7f5b635821aa0565aafde46725b2b4bd39b4dfa9"),
-    "piqa": ("piqa", "3860d11b9b42e590b6b4bbc1643214d373ed0b0d4ac62fcc7bdceb8e044ad141"),
-    "siqa": ("social_i_qa", "71543f41127451945379d106ffedaef502f1c8770dff6d2f543aca85e3080b1d"),
-    "winogrande": ("winogrande", "6946f5209e7114c65c6d04f8f644c5a061af20d730b1cfe158fff3dc44076fb9"),
-    "arc-e": ("ARC-Easy", "3f32a84716ca6d57d38728bf80cc8117aecd17445c2cf29a68b571b810eb82dc"),
-    "arc-c": ("ARC-Challenge", "4a89ce368ae01a71d268d9851686738b2a0a1d84271116bab49a1dd2b48ecad7"),
-    "obqa": ("openbookqa", "8479930f7b8a26052c78250280b5465a4016ca7fc806af440d0f37e243f3099e"),
+# name -> folder of its test.json in LLM-Adapters/dataset and in the mirror (files: cptpp.data_catalog)
+COMMONSENSE: dict[str, str] = {
+    "boolq": "boolq", "piqa": "piqa", "siqa": "social_i_qa", "winogrande": "winogrande",
+    "arc-e": "ARC-Easy", "arc-c": "ARC-Challenge", "obqa": "openbookqa",
 }
 SCORING_MODES = ("label", "text")
 # The LLM-Adapters / Alpaca instruction template (no input field in these sets).
@@ -102,25 +97,68 @@ def parse_record(task: str, rec: dict, where: str) -> MCExample:
 def commonsense_path(name: str, *, allow_download: bool = True) -> Path:
     """Path of ``name``'s test.json: $CPTPP_DATA_MIRROR/text/commonsense-llm-adapters/<folder>/, cache, or download."""
     check_choice("task", name, tuple(COMMONSENSE))
-    folder, sha = COMMONSENSE[name]
-    files = [RemoteFile("test.json", _URL.format(folder=folder), sha)]
-    found = resolve_files("text", f"commonsense-{name}", files, mirror_dir=f"commonsense-llm-adapters/{folder}",
-                          allow_download=allow_download)
-    return found.paths["test.json"]
+    return find_data("text", f"commonsense-llm-adapters/{COMMONSENSE[name]}/test.json",
+                     allow_download=allow_download)
+
+
+_RECORD = "an LLM-Adapters record {'instruction': ... 'Answer format: a/b/...', 'answer': a listed label}"
+
+
+def _json_array_items(path: Path, text: str) -> list[tuple[int, object]]:
+    """``(line, value)`` of each element of the JSON array ``text``; a syntax error names ``path:line``."""
+    decoder = json.JSONDecoder()
+    lines = text.splitlines()
+
+    def fail(pos: int, expected: str, why: str):
+        lineno = text.count("\n", 0, pos) + 1
+        return MalformedLineError(path, lineno, lines[lineno - 1] if lineno <= len(lines) else "", expected, why)
+
+    def skip(pos: int) -> int:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        return pos
+
+    counted = [0, 1]  # (offset, its line): line numbers are counted forward once, not from 0 per record
+
+    def line_at(pos: int) -> int:
+        counted[1] += text.count("\n", counted[0], pos)
+        counted[0] = pos
+        return counted[1]
+
+    pos = skip(0)
+    if text[pos:pos + 1] != "[":
+        raise fail(pos, "a JSON array of records", "the file does not start with '['")
+    items, pos = [], skip(pos + 1)
+    while text[pos:pos + 1] != "]":
+        if items:
+            if text[pos:pos + 1] != ",":
+                raise fail(pos, "',' or ']' between records", "invalid JSON")
+            pos = skip(pos + 1)
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise fail(e.pos, _RECORD, f"invalid JSON ({e.msg})") from None
+        items.append((line_at(pos), value))
+        pos = skip(end)
+    if skip(pos + 1) != len(text):
+        raise fail(skip(pos + 1), "nothing after the closing ']'", "trailing data")
+    return items
 
 
 def load_commonsense(name: str, path: str | Path | None = None) -> list[MCExample]:
-    """All examples of set ``name`` (one of ``COMMONSENSE``), from ``path`` or the data resolution order."""
-    import json
-
+    """All examples of set ``name`` (one of ``COMMONSENSE``), from ``path`` or the data resolution order.
+    A syntax error or a record that is not a valid question raises :class:`MalformedLineError` naming
+    ``path:line`` of the record's start."""
     path = Path(path) if path else commonsense_path(name)
-    try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-    if not isinstance(records, list):
-        raise ConfigError(f"{path}: expected a JSON array of records")
-    return [parse_record(name, r, f"{path}: record {i}") for i, r in enumerate(records)]
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    out = []
+    for i, (lineno, rec) in enumerate(_json_array_items(path, text)):
+        try:
+            out.append(parse_record(name, rec, f"record {i}"))
+        except ConfigError as e:
+            raise MalformedLineError(path, lineno, lines[lineno - 1], _RECORD, str(e)) from None
+    return out
 
 
 def split_examples(examples: Sequence[MCExample], seed: int, *, valid_fraction: float = 0.1,

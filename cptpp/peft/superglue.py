@@ -5,9 +5,9 @@ train / valid by a seeded permutation (``valid_fraction`` held out, for model se
 official validation split is the test set, reported once. Tasks without a train file here (BoolQ) are
 few-shot: FewGLUE's 32-example train, P-tuning's dev32 as valid, the official validation as test.
 
-Files are found under ``$CPTPP_DATA_MIRROR/text`` then ``$CPTPP_DATA_HOME/text`` (default
-``~/.cache/cptpp/text``), as ``superglue/<Task>/{train,val}.jsonl`` and ``fewglue/<Task>/{train,dev32}.jsonl``;
-files whose names are known are checked against the sha256 of the published copies.
+Files ``superglue/<Task>/{train,val}.jsonl`` and ``fewglue/<Task>/{train,dev32}.jsonl`` are found like every
+dataset (``$CPTPP_DATA_MIRROR/text`` -> ``$CPTPP_DATA_HOME/text`` -> the official URL; see
+:mod:`cptpp.data_catalog`) and checked against the sha256 of the published copies.
 
 Every task becomes a list of :class:`Example` ``(text_a, text_b, label, group)``: an encoder reads the
 pair, an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and the class is scored by its verbalizer word.
@@ -15,7 +15,6 @@ pair, an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and the class is scored by
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cptpp.download import verify_sha256
+from cptpp.data_catalog import find_data
+from cptpp.download import MalformedLineError, verify_sha256
 from cptpp.config import ConfigError, check_choice, check_range
 
 TASKS = ("BoolQ", "CB", "COPA", "MultiRC", "RTE", "WiC", "WSC")
@@ -39,38 +39,6 @@ VERBALIZERS: dict[str, list[str]] = {
     "BoolQ": ["no", "yes"], "CB": ["yes", "no", "maybe"], "COPA": ["first", "second"],
     "MultiRC": ["no", "yes"], "RTE": ["yes", "no"], "WiC": ["no", "yes"], "WSC": ["no", "yes"],
 }
-OFFICIAL_URL = "https://dl.fbaipublicfiles.com/glue/superglue/data/v2/{task}.zip"
-SHA256 = {
-    "superglue/BoolQ/val.jsonl": "0c86a5045886e5795fe9052003873f7d94b88ed3028a33007c51d99e44fd66d9",
-    "superglue/CB/train.jsonl": "32017480d3a10508646e3efd64502c639f13d4d15077f278d2fd0992c33a3126",
-    "superglue/CB/val.jsonl": "c6125587e9601560cb16ea223c33964c5a915568d2af68a81f651b6ef25395ec",
-    "superglue/COPA/train.jsonl": "e74ed25f36119fff954d90900ebbaae277e2cc4864be4b961e7a46c8f67d11a9",
-    "superglue/COPA/val.jsonl": "fa61467cc251010178ed72f8ca82a0fceefc4ca9a85f87ec3b6102955e1a1f1a",
-    "superglue/MultiRC/train.jsonl": "bb73d0838618f8269190a2533fead3140607558975ea0df6511fa534e8d3535c",
-    "superglue/MultiRC/val.jsonl": "d2b480195b15574ac00d52c4479f630bc161a7ab2de77e970fd00652846953ee",
-    "superglue/RTE/train.jsonl": "fdfb03443abe3ec0424b7fc5d1a8863361719bc061338b7a63e56b94d615f201",
-    "superglue/RTE/val.jsonl": "ab990507bf5f35dc176cba7770a72bfa2c50a88ed72b8cc95cfbf9db95ab1af1",
-    "superglue/WiC/train.jsonl": "ce301970aaf361ade6c1d218fe15c50b185b14a4bcb618c5785a8484a46f9943",
-    "superglue/WiC/val.jsonl": "9f7207c88beba42cbc139de4c62ce05b23bffc189b3d561594b160e0c3920c0b",
-    "superglue/WSC/train.jsonl": "0ffaa3fd8d21e58a0805962565d1619aa4819bc3d034255777f606f801ae5a42",
-    "superglue/WSC/val.jsonl": "e5c685ea4bdc347354036a28176459f6feeb0b6870375ecfb3d6ddb1f0e28bef",
-    "fewglue/BoolQ/train.jsonl": "317245ba0842129234a368274701dfc196139aa627eff44aefc827c6888935e1",
-    "fewglue/BoolQ/dev32.jsonl": "0af324b658a72fdd7767aa3c27c1dfafbc03e8e987a148b29e42a72d84b9f9e3",
-    "fewglue/CB/train.jsonl": "e6f446e5f117cbfbcd156d8221d163cc370924fa594a1d67f44a151ce5c171b2",
-    "fewglue/CB/dev32.jsonl": "ec7e1bfe37a7ea4514fc2335bfa3b35be77bfe084aae2e7ca55f765aaee41337",
-    "fewglue/COPA/train.jsonl": "9955ae6e0ee109c96c00c0957d5873c0cb4ea9aced83b6a15b15258bb64b7dd5",
-    "fewglue/COPA/dev32.jsonl": "eb43b015d061738467f284c60049ef0afcaf707ec8e528ab3c5c4285a5f5618a",
-    "fewglue/MultiRC/train.jsonl": "e584db1b55f7da7c1e6a2d0a6b56eb6edcaff26e69393d628390e70c39ccb561",
-    "fewglue/MultiRC/dev32.jsonl": "3734d2cac8d1e8d13e2f5e13bec727be7576b45453e9fd765e2075e163f9653d",
-    "fewglue/RTE/train.jsonl": "91a83197e3a286a8bf102e483646f87cd8b1e4c9c5ccd893bc0b9dba0643d580",
-    "fewglue/RTE/dev32.jsonl": "a3ba6200d2f27691d927ab97d387292b045316956f877fbfccc9a4658af2b351",
-    "fewglue/WiC/train.jsonl": "b82c0c3f79d2f19bdd3c894f90f9deff0ebff787822a99ff6420db733c2a88f0",
-    "fewglue/WiC/dev32.jsonl": "3df4ca565f109be9476caa51884ba13c5f2a33c939898cf80bb53e09fdc73062",
-    "fewglue/WSC/train.jsonl": "e814e1a9a781c1e4b1ad98151f09f2e9326a3db51f9c52639cb0f8b1f428ad47",
-    "fewglue/WSC/dev32.jsonl": "2bbaca5c995778e7e14f389f1fe9a4be9a58d99e66db0d73d868ab66564b9da7",
-}
-
-
 @dataclass(frozen=True)
 class Example:
     """text_a: the long context (passage/premise/sentence); text_b: the question about it; label: class
@@ -85,31 +53,14 @@ class Example:
 # ---------------------------------------------------------------- files
 
 
-def data_roots() -> list[Path]:
-    """Where SuperGLUE/FewGLUE folders are looked for, in order."""
-    roots = []
-    if os.environ.get("CPTPP_DATA_MIRROR"):
-        roots.append(Path(os.environ["CPTPP_DATA_MIRROR"]) / "text")
-    home = os.environ.get("CPTPP_DATA_HOME") or Path.home() / ".cache" / "cptpp"
-    roots.append(Path(home) / "text")
-    return roots
-
-
-def find_file(relpath: str, root: str | Path | None = None) -> Path:
-    """``relpath`` like ``"superglue/RTE/train.jsonl"`` under ``root`` (a folder holding superglue/ and
-    fewglue/) or the first of :func:`data_roots` that has it."""
-    roots = [Path(root)] if root is not None else data_roots()
-    for r in roots:
-        if (r / relpath).is_file():
-            return r / relpath
-    task = relpath.split("/")[1] if relpath.count("/") >= 2 else "<Task>"
-    raise FileNotFoundError(
-        f"{relpath} not found under {', '.join(map(str, roots))}; set CPTPP_DATA_MIRROR to a mirror "
-        f"(its text/ folder) or unpack {OFFICIAL_URL.format(task=task)} into <root>/superglue/{task}/")
+def find_file(relpath: str, root: str | Path | None = None, verify: bool = True) -> Path:
+    """``relpath`` like ``"superglue/RTE/train.jsonl"``: under ``root`` only (a folder holding superglue/ and
+    fewglue/), else mirror -> cache -> official URL (:func:`cptpp.data_catalog.find_data`), sha256-checked."""
+    return find_data("text", relpath, root=root, verify=verify)
 
 
 def read_jsonl(path: str | Path, expected_sha256: str | None = None) -> list[dict]:
-    """Records of a JSON-lines file; a checksum mismatch or bad line is an error naming file and line."""
+    """Records of a JSON-lines file; a checksum mismatch or a bad line is an error naming file and line."""
     path = Path(path)
     if expected_sha256 is not None:
         verify_sha256(path, expected_sha256, hint="not the published copy")
@@ -121,16 +72,17 @@ def read_jsonl(path: str | Path, expected_sha256: str | None = None) -> list[dic
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}:{lineno}: malformed JSON line ({e.msg})") from None
+                raise MalformedLineError(path, lineno, line.rstrip("\r\n"), "one JSON object per line",
+                                         f"{e.msg} at column {e.colno}") from None
             if not isinstance(rec, dict):
-                raise ConfigError(f"{path}:{lineno}: expected a JSON object per line")
+                raise MalformedLineError(path, lineno, line.rstrip("\r\n"), "one JSON object per line",
+                                         f"a JSON {type(rec).__name__}")
             records.append(rec)
     return records
 
 
 def load_records(relpath: str, root: str | Path | None = None, verify: bool = True) -> list[dict]:
-    path = find_file(relpath, root)
-    return read_jsonl(path, SHA256.get(relpath) if verify else None)
+    return read_jsonl(find_file(relpath, root, verify))
 
 
 # ---------------------------------------------------------------- records -> examples

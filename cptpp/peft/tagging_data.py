@@ -1,9 +1,10 @@
 """PAN-X (WikiANN NER) and UD-POS loaders in the XTREME token-per-line format, and their metrics.
 
-Files (``token<TAB>tag`` per line, a blank line between sentences) are found under
-``$CPTPP_DATA_MIRROR/text`` then ``$CPTPP_DATA_HOME/text`` as ``wikiann-panx/<split>-<lang>.tsv`` and
+Files (``token<TAB>tag`` per line, a blank line between sentences) ``wikiann-panx/<split>-<lang>.tsv`` and
 ``udpos/<split>-<lang>.tsv`` (German UD test: ``udpos/de_gsd/test-de.tsv``, a GSD-only substitute, see its
-SOURCE.txt). Files whose names are known are checked against the sha256 of the mirrored copies.
+SOURCE.txt) are found like every dataset (``$CPTPP_DATA_MIRROR/text`` -> ``$CPTPP_DATA_HOME/text``; see
+:mod:`cptpp.data_catalog`, which says how to produce them with XTREME's script) and checked against the
+sha256 of the mirrored copies.
 
 Cross-lingual protocol (train on English, zero-shot on the rest):
 
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from cptpp.config import ConfigError, check_choice
-from cptpp.download import verify_sha256
-from cptpp.peft.superglue import data_roots
+from cptpp.data_catalog import find_data
+from cptpp.download import MalformedLineError, verify_sha256
 
 TASKS = ("ner", "pos")
 NER_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC")
@@ -33,26 +34,6 @@ TAGS = {"ner": NER_TAGS, "pos": POS_TAGS}
 FOLDERS = {"ner": "wikiann-panx", "pos": "udpos"}
 # languages with labelled evaluation files in the mirror
 LANGUAGES = {"ner": ("en", "de", "zh", "ar", "hi", "sw", "ja", "ru"), "pos": ("en", "de", "zh", "ar", "hi", "ja")}
-SHA256 = {
-    "wikiann-panx/train-en.tsv": "809286bb322c820bb2a47994e72d50672ea274d02a9d53fc8b9bdf8c0445ecc5",
-    "wikiann-panx/dev-en.tsv": "c5c22863492835ba1a492593b771b95289842cd710ade1439b72b4c1f0989227",
-    "wikiann-panx/dev-de.tsv": "36d3b5664754b90ea7d5e3d839cd4afe2868d4e645a60d0fc68949523023d91f",
-    "wikiann-panx/dev-zh.tsv": "bb39ed57694f5aa92938fd984be76a0241dfd6ef307dd043431cdae5863e0fa4",
-    "wikiann-panx/dev-ar.tsv": "8bbe74e2799ced5e4b61962701d720fd0db0256e9a17bdfb349d51a3060023c3",
-    "wikiann-panx/dev-hi.tsv": "440eadf30016255ae067ecfb25a49b6f564a558bd25fa085b9b84e17328c02d4",
-    "wikiann-panx/dev-sw.tsv": "980f13712c86cc975dfff00e0e718a9a8b0c0edb4428beb297d0ad28940fb1e5",
-    "wikiann-panx/dev-ja.tsv": "3a198ded8e6a5defb171210ea21eedbc663211d1e4a90de8a5b505127b7ef7a8",
-    "wikiann-panx/dev-ru.tsv": "ed0f75e9acc5ae17c50fe1c922efb40d541a1a9c92b76909367d92ba164019f3",
-    "udpos/train-en.tsv": "6466fddbd1405b67f508e2218fd122d419cd094786ba4e7c47f84adee2c89647",
-    "udpos/dev-en.tsv": "8cf9fce926daec6b25fd0a93b225e4a640d2f85384519de3fabfa12a6de32f28",
-    "udpos/test-en.tsv": "973635cc0a3e5233f40d9b3d846cc85a5dd6670a25f7b9c4aee52130d0493ca8",
-    "udpos/test-zh.tsv": "3c33d99aaad70232bc96c725e3211a93c8ba6598cf5a34c4376fec44939e5c15",
-    "udpos/test-ar.tsv": "ffd7ce8fc18726c1b153111610407654d4700d75a9b6f4ae1b314cc5171b96c0",
-    "udpos/test-hi.tsv": "55fbe252704dce0f8128ea16babd4c53f273defc376e7914729c3646156feb0d",
-    "udpos/test-ja.tsv": "daa1eed8b41159b4143d58939764daa12156ed6cdf632991db47e3f99c0303a5",
-    "udpos/de_gsd/test-de.tsv": "18c2bd15f47292c893b91916d3da5ee36164519dd1238e6bb5dc56d439e50090",
-}
-XTREME_URL = "https://github.com/google-research/xtreme (scripts/download_data.sh)"
 
 
 @dataclass(frozen=True)
@@ -79,13 +60,10 @@ def relpath(task: str, split: str, lang: str) -> str:
     return f"{FOLDERS[task]}/{split}-{lang}.tsv"
 
 
-def find_file(rel: str, root: str | Path | None = None) -> Path:
-    roots = [Path(root)] if root is not None else data_roots()
-    for r in roots:
-        if (r / rel).is_file():
-            return r / rel
-    raise FileNotFoundError(f"{rel} not found under {', '.join(map(str, roots))}; set CPTPP_DATA_MIRROR to a "
-                            f"mirror (its text/ folder) or produce the XTREME files with {XTREME_URL}")
+def find_file(rel: str, root: str | Path | None = None, verify: bool = True) -> Path:
+    """``rel`` from :func:`relpath`: under ``root`` only (laid out like the mirror's text/), else mirror -> cache;
+    the XTREME release is a script, so a missing file is an error saying how to produce it."""
+    return find_data("text", rel, root=root, verify=verify)
 
 
 def read_tsv(path: str | Path, tag_set: tuple[str, ...] | None = None,
@@ -108,10 +86,11 @@ def read_tsv(path: str | Path, tag_set: tuple[str, ...] | None = None,
                 continue
             parts = line.split("\t")
             if len(parts) != 2 or not parts[0]:
-                hint = " (PAN-X test files carry no tags: evaluate on dev)" if len(parts) == 1 else ""
-                raise ConfigError(f"{path}:{lineno}: expected 'token<TAB>tag', got {line[:60]!r}{hint}")
+                why = "no tab (PAN-X test files carry no tags: evaluate on dev)" if len(parts) == 1 else ""
+                raise MalformedLineError(path, lineno, line, "'token<TAB>tag'", why)
             if tag_set is not None and parts[1] not in tag_set:
-                raise ConfigError(f"{path}:{lineno}: tag {parts[1]!r} is not one of {', '.join(tag_set)}")
+                raise MalformedLineError(path, lineno, line, f"a tag in {', '.join(tag_set)}",
+                                         f"unknown tag {parts[1]!r}")
             words.append(parts[0])
             tags.append(parts[1])
     if words:
@@ -122,8 +101,7 @@ def read_tsv(path: str | Path, tag_set: tuple[str, ...] | None = None,
 def load_tagging(task: str, split: str, lang: str, root: str | Path | None = None,
                  verify: bool = True) -> list[TaggedSentence]:
     """All sentences of one file (``split`` in train/dev/test as named in XTREME)."""
-    rel = relpath(task, split, lang)
-    return read_tsv(find_file(rel, root), TAGS[task], SHA256.get(rel) if verify else None)
+    return read_tsv(find_file(relpath(task, split, lang), root, verify), TAGS[task])
 
 
 # ---------------------------------------------------------------- splits

@@ -1,8 +1,8 @@
 """TNCC-title (Tibetan news title classification, 12 classes) loader and a ``cptpp.train.fit`` task.
 
 Files ``tncc-title/{train,validation,test}.txt`` (``<Label><TAB><title>`` per line, the published 8:1:1
-split of metaphors/TibetanPLMsFineTuning) are found under ``$CPTPP_DATA_MIRROR/text`` then
-``$CPTPP_DATA_HOME/text`` and checked against the mirrored copies' sha256. Metrics: accuracy and macro-F1
+split of metaphors/TibetanPLMsFineTuning) are found like every dataset (``$CPTPP_DATA_MIRROR/text`` ->
+``$CPTPP_DATA_HOME/text`` -> the published files; see :mod:`cptpp.data_catalog`), sha256-checked. Metrics: accuracy and macro-F1
 (unweighted mean of the 12 per-class F1s).
 
 Reading Tibetan needs a tokenizer that covers the script: a byte-level BPE (SmolLM2, GPT-2 style) always
@@ -18,20 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from cptpp.download import verify_sha256
-from cptpp.config import ConfigError, check_choice
-from cptpp.peft.superglue import (Example, SuperGlueTask, accuracy, data_roots, encode, f1_macro,
+from cptpp.data_catalog import find_data
+from cptpp.download import MalformedLineError, verify_sha256
+from cptpp.config import check_choice
+from cptpp.peft.superglue import (Example, SuperGlueTask, accuracy, encode, f1_macro,
                                   verbalizer_ids)
 
 LABELS = ("Arts", "Customs", "Economics", "Education", "Environment", "Instruments", "Language", "Literature",
           "Medicine", "Politics", "Religion", "Tourism")
 SPLITS = {"train": "train.txt", "valid": "validation.txt", "test": "test.txt"}
-SHA256 = {
-    "train.txt": "68f2bf54c4c41067f5ad18032e826c69c2d86815c7fc7723981a2c1e6b4d34af",
-    "validation.txt": "4e39ee2d9b1e22716107f28aa5a7a5f862374b195e7e7041a7d1836f989d30f7",
-    "test.txt": "862449cc58e542f9421e40d91ac540a2e1f3ae4c3b2026c5b88817bc82020481",
-}
-SOURCE = "https://github.com/metaphors/TibetanPLMsFineTuning (dataset/tncc-title)"
 QUESTION = "What is the topic?"
 
 
@@ -54,20 +49,22 @@ def read_tncc(path: str | Path, expected_sha256: str | None = None) -> list[Titl
                 continue
             label, sep, text = line.partition("\t")
             if not sep or not text.strip():
-                raise ConfigError(f"{path}:{lineno}: expected '<Label><TAB><title>', got {line[:60]!r}")
+                raise MalformedLineError(path, lineno, line, "'<Label><TAB><title>'",
+                                         "no tab" if not sep else "empty title")
             if label not in LABELS:
-                raise ConfigError(f"{path}:{lineno}: label {label!r} is not one of {', '.join(LABELS)}")
+                raise MalformedLineError(path, lineno, line, f"a label in {', '.join(LABELS)}",
+                                         f"unknown label {label!r}")
             out.append(Title(text.strip(), LABELS.index(label)))
     return out
 
 
-def find_tncc(root: str | Path | None = None) -> Path:
-    roots = [Path(root)] if root is not None else data_roots()
-    for r in roots:
-        if (r / "tncc-title" / "train.txt").is_file():
-            return r / "tncc-title"
-    raise FileNotFoundError(f"tncc-title/train.txt not found under {', '.join(map(str, roots))}; set "
-                            f"CPTPP_DATA_MIRROR or copy the files from {SOURCE}")
+def find_tncc(root: str | Path | None = None, verify: bool = True) -> Path:
+    """The folder holding the three split files: under ``root`` only (laid out like the mirror's text/),
+    else mirror -> cache -> the published files, each sha256-checked."""
+    paths = [find_data("text", f"tncc-title/{name}", root=root, verify=verify) for name in SPLITS.values()]
+    if len({p.parent for p in paths}) != 1:  # e.g. a partial mirror: files would mix sources
+        raise FileNotFoundError(f"tncc-title split files found in different folders: {', '.join(map(str, paths))}")
+    return paths[0].parent
 
 
 def stratified_subsample(titles: list[Title], n: int | None, seed: int) -> list[Title]:
@@ -89,11 +86,11 @@ def load_tncc(root: str | Path | None = None, *, seed: int = 0, max_train: int |
               max_valid: int | None = None, max_test: int | None = None,
               verify: bool = True) -> dict[str, list[Title]]:
     """``{"train", "valid", "test"}`` from the published split, optionally stratified-subsampled (seeded)."""
-    folder = find_tncc(root)
+    folder = find_tncc(root, verify)
     caps = {"train": max_train, "valid": max_valid, "test": max_test}
     out = {}
     for i, (split, name) in enumerate(SPLITS.items()):
-        titles = read_tncc(folder / name, SHA256[name] if verify else None)
+        titles = read_tncc(folder / name)
         out[split] = stratified_subsample(titles, caps[split], seed + i)
     return out
 

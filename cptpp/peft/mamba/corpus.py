@@ -72,7 +72,7 @@ def detokenize(words) -> str:
 def corpus_documents(root: str | Path | None = None, verify: bool = True) -> list[tuple[str, str]]:
     """(source, text) of every distinct document, in a fixed order.
 
-    ``root``: a folder laid out like the mirror's text/ (default: the data roots of ``superglue``);
+    ``root``: a folder laid out like the mirror's text/ (default: mirror -> cache, see ``cptpp.data_catalog``);
     ``verify``: check the published sha256 of each file. Exact duplicates are dropped (WSC repeats a
     text once per pronoun/candidate pair), so no held-out document also appears in training.
     """

@@ -4,12 +4,17 @@ Hashes come from the SOURCE.txt of each folder of the data mirror (files byte-id
 published ones). ``sha256=None`` marks files with no copy here: they are hashed on first
 download and verified after (see :mod:`cptpp.download`); the published user / item /
 interaction counts in ``expected`` then guard that first download.
+
+Each set is also registered as a :class:`cptpp.download.DataSpec` (area ``"recsys"``) in the one
+dataset registry :data:`cptpp.download.DATA` that holds the text and code sets too; this module's
+:data:`DATASETS` adds what reading a recommendation set needs (format, split, counts).
+To add a set: one ``_add(DatasetSpec(...))`` below.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cptpp.download import RemoteFile
+from cptpp.download import DataSpec, RemoteFile, data_spec, register_data
 from cptpp.registry import Registry
 
 _GH = "https://raw.githubusercontent.com"
@@ -44,11 +49,17 @@ class DatasetSpec:
     def has_ratings(self) -> bool:
         return self.format == "table" and not self.published_split
 
+    @property
+    def data(self) -> DataSpec:
+        """This set's entry in the dataset registry (files, URLs, sha256)."""
+        return data_spec("recsys", self.name)
+
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
 def _add(spec: DatasetSpec) -> DatasetSpec:
+    register_data(DataSpec("recsys", spec.name, spec.files, spec.mirror_dir, spec.homepage))
     return DATASETS.register(spec.name)(spec)
 
 

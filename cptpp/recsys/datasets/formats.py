@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cptpp.download import MalformedLineError  # the one malformed-line error of every loader
+
 ADJACENCY_FORMAT = "'user item item ...' (whitespace-separated integer ids, one line per user)"
 SELFREC_FORMAT = "'user:item item ...' (integer ids, one line per user)"
 TABLE_FORMAT = "'user item [rating] [timestamp]' with the same separator and field count on every line"
@@ -27,15 +29,6 @@ SEPARATORS = {"\t": "tab", ",": "comma", "::": "'::'", ";": "';'", " ": "whitesp
 _DIGIT_LO, _DIGIT_HI = ord("0"), ord("9")
 _NUMERIC_BYTES = np.zeros(256, dtype=bool)
 _NUMERIC_BYTES[[ord(c) for c in "0123456789.-+eE \t\r\n"]] = True
-
-
-class MalformedLineError(ValueError):
-    """A line of a data file does not match its format."""
-
-    def __init__(self, path, lineno: int, line: str, expected: str, why: str = ""):
-        shown = line if len(line) <= 200 else line[:200] + "..."
-        super().__init__(f"{path}:{lineno}: malformed line {shown!r}{': ' + why if why else ''}; expected {expected}")
-        self.path, self.lineno, self.line = str(path), lineno, line
 
 
 @dataclass
