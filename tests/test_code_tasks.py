@@ -8,6 +8,7 @@ import torch
 from cptpp.code.metrics import code_tokens, corpus_bleu, exact_match, sentence_bleu
 from cptpp.code.tasks import (CodeGenTask, CodePair, CodeTaskConfig, collate, encode_pairs, load_pairs, load_splits,
                               token_accuracy, unescape_docstring_corpus)
+from cptpp.download import ChecksumError, MalformedLineError
 from tests.conftest import mirror_dir
 
 
@@ -47,37 +48,73 @@ def test_exact_match_ignores_whitespace():
 
 # ----------------------------------------------------------------------------- mirror
 
-def _mirror_root():
-    root = mirror_dir("code", "codexglue_java_cs_translation")
-    if root is None:
-        pytest.skip("CPTPP_DATA_MIRROR does not hold the code datasets")
-    return root.parent
+def _need_mirror(*tasks):
+    from cptpp.code.task_specs import TASKS
+
+    if any(mirror_dir("code", TASKS[t].folder) is None for t in tasks):
+        pytest.skip(f"$CPTPP_DATA_MIRROR lacks the code datasets of {', '.join(tasks)}")
 
 
 def test_loaders_read_the_documented_split_sizes():
-    root = _mirror_root()
-    assert [len(load_pairs("translation", s, root)) for s in ("train", "valid", "test")] == [10295, 499, 1000]
-    assert [len(load_pairs("assert", s, root)) for s in ("train", "valid", "test")] == [4547, 617, 365]
-    pair = load_pairs("assert", "test", root)[0]
+    _need_mirror("translation", "assert", "summarization", "docstring")
+    # no root: files are found the way the library finds them (mirror -> cache -> download), sha256-checked
+    assert [len(load_pairs("translation", s)) for s in ("train", "valid", "test")] == [10295, 499, 1000]
+    assert [len(load_pairs("assert", s)) for s in ("train", "valid", "test")] == [4547, 617, 365]
+    assert [len(load_pairs("summarization", s)) for s in ("valid", "test")] == [8714, 8714]
+    assert [len(load_pairs("docstring", s)) for s in ("valid", "test")] == [2000, 2000]
+    pair = load_pairs("assert", "test")[0]
     assert pair.target.startswith("assert")
     assert '"<AssertPlaceHolder>" ;' in pair.source
 
 
 def test_valid_as_train_protocol_never_invents_a_train_split():
-    root = _mirror_root()
+    _need_mirror("repair", "translation")
     with pytest.raises(ValueError, match="no train split"):
-        load_pairs("repair", "train", root)
-    splits, protocol = load_splits("repair", root, seed=3)
+        load_pairs("repair", "train")
+    splits, protocol = load_splits("repair", seed=3)
     assert protocol == "valid-as-train"
-    valid_file = load_pairs("repair", "valid", root)
+    valid_file = load_pairs("repair", "valid")
     assert len(valid_file) == 5835 and len(splits["valid"]) == 584
     # train + valid is exactly the mirror's valid file, each pair used once
     assert Counter(splits["train"]) + Counter(splits["valid"]) == Counter(valid_file)
-    assert splits["test"] == load_pairs("repair", "test", root)
-    again, _ = load_splits("repair", root, seed=3)
+    assert splits["test"] == load_pairs("repair", "test")
+    again, _ = load_splits("repair", seed=3)
     assert again["valid"] == splits["valid"]
-    _, official = load_splits("translation", root)
+    _, official = load_splits("translation")
     assert official == "official-splits"
+
+
+def _fake(root, folder, files):
+    for name, text in files.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / name).write_text(text, encoding="utf-8")
+    return root / folder
+
+
+def test_malformed_lines_name_file_and_line(tmp_path):
+    d = _fake(tmp_path, "atlas_style_assert_generation",
+              {"valid.jsonl": '{"input": "a", "assertion": "b"}\n{"input": "a"}\n'})
+    with pytest.raises(MalformedLineError, match=r"valid\.jsonl:2: malformed line .*missing key; "
+                                                 r"expected a JSON object with 'input' and 'assertion'") as e:
+        load_pairs("assert", "valid", tmp_path, verify=False)
+    assert (e.value.path, e.value.lineno) == (str(d / "valid.jsonl"), 2)
+    (d / "valid.jsonl").write_text('{"input": "a", "assertion": "b"}\n{"input": \n')
+    with pytest.raises(MalformedLineError, match=r"valid\.jsonl:2: .*expected one JSON record per line"):
+        load_pairs("assert", "valid", tmp_path, verify=False)
+    d = _fake(tmp_path, "tlcodesum_java_summarization", {"test.token.code": "1\tint f ( )\n2 int g ( )\n",
+                                                         "test.token.nl": "1\tf\n2\tg\n"})
+    with pytest.raises(MalformedLineError, match=r"test\.token\.code:2: malformed line '2 int g \( \)': no tab"):
+        load_pairs("summarization", "test", tmp_path, verify=False)
+    (d / "test.token.code").write_text("1\tint f ( )\n3\tint g ( )\n")
+    with pytest.raises(MalformedLineError, match=r"test\.token\.nl:2: .*the ids differ; expected id 3"):
+        load_pairs("summarization", "test", tmp_path, verify=False)
+    d = _fake(tmp_path, "codexglue_java_cs_translation", {"test.java-cs.txt.java": "a\nb\nc\n",
+                                                          "test.java-cs.txt.cs": "A\nB\n"})
+    with pytest.raises(MalformedLineError, match=r"test\.java-cs\.txt\.java:3: malformed line 'c': .*ends after line 2"):
+        load_pairs("translation", "test", tmp_path, verify=False)
+    # the checksum is checked by default: these files are not the published ones
+    with pytest.raises(ChecksumError, match=r"test\.java-cs\.txt\.java"):
+        load_pairs("translation", "test", tmp_path)
 
 
 def test_docstring_unescape():

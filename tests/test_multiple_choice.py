@@ -1,13 +1,12 @@
 """Commonsense loaders (LLM-Adapters format) and LM-likelihood multiple-choice scoring."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from cptpp.config import ConfigError
+from cptpp.download import MalformedLineError
 from cptpp.peft.multiple_choice import (
     COMMONSENSE,
     ByteTokenizer,
@@ -23,6 +22,7 @@ from cptpp.peft.multiple_choice import (
     split_examples,
     training_example,
 )
+from tests.conftest import mirror_dir
 
 PIQA = {"instruction": "Please choose the correct solution to the question: How to open a jar?\n\n"
                        "Solution1: twist the lid\n\nSolution2: hit it with a fork\n\nAnswer format: solution1/solution2",
@@ -43,15 +43,25 @@ def test_parse_records_of_each_format():
     assert ex.labels == ex.options == ("true", "false") and ex.answer == 0
 
 
-def test_bad_records_name_file_and_record(tmp_path):
+def test_bad_records_name_file_and_line(tmp_path):
     bad = dict(PIQA, answer="solution3")
     path = tmp_path / "test.json"
-    path.write_text(json.dumps([PIQA, bad]))
-    with pytest.raises(ConfigError, match=r"test.json: record 1: answer 'solution3' is not one of"):
+    path.write_text("[\n" + json.dumps(PIQA) + ",\n" + json.dumps(bad) + "\n]\n")  # record 1 on line 3
+    with pytest.raises(MalformedLineError, match=r"test\.json:3: malformed line .*record 1: answer 'solution3' "
+                                                 r"is not one of.*; expected an LLM-Adapters record") as e:
         load_commonsense("piqa", path)
-    path.write_text(json.dumps([{"question": "?"}]))
-    with pytest.raises(ConfigError, match="record 0: expected a record with 'instruction'"):
+    assert (e.value.path, e.value.lineno) == (str(path), 3)
+    path.write_text('[\n  {"question": "?"}]')
+    with pytest.raises(MalformedLineError, match=r"test\.json:2: .*record 0: expected a record with 'instruction'"):
         load_commonsense("piqa", path)
+    path.write_text("[\n" + json.dumps(PIQA) + ",\n" + '{"instruction": }' + "\n]\n")  # JSON syntax error, line 3
+    with pytest.raises(MalformedLineError, match=r"test\.json:3: malformed line '\{\"instruction\": \}': invalid JSON"):
+        load_commonsense("piqa", path)
+    path.write_text(json.dumps([PIQA]) + "\n]")
+    with pytest.raises(MalformedLineError, match=r"test\.json:2: .*trailing data"):
+        load_commonsense("piqa", path)
+    path.write_text(json.dumps([PIQA, PIQA], indent=1))
+    assert [e.answer for e in load_commonsense("piqa", path)] == [0, 0]
 
 
 def test_unknown_task_lists_valid_names():
@@ -59,13 +69,11 @@ def test_unknown_task_lists_valid_names():
         load_commonsense("hellaswag")
 
 
-@pytest.mark.skipif(not os.environ.get("CPTPP_DATA_MIRROR"), reason="needs $CPTPP_DATA_MIRROR")
 @pytest.mark.parametrize("name,count", [("boolq", 3270), ("piqa", 1838), ("siqa", 1954), ("winogrande", 1267),
                                         ("arc-e", 2376), ("arc-c", 1172), ("obqa", 500)])
 def test_mirror_sets_parse_completely(name, count):
-    mirror = Path(os.environ["CPTPP_DATA_MIRROR"]) / "text" / "commonsense-llm-adapters" / COMMONSENSE[name][0]
-    if not mirror.is_dir():
-        pytest.skip("commonsense sets not in the mirror")
+    if mirror_dir("text", f"commonsense-llm-adapters/{COMMONSENSE[name]}") is None:
+        pytest.skip("$CPTPP_DATA_MIRROR lacks this commonsense set")
     ex = load_commonsense(name)
     assert len(ex) == count
     assert all(0 <= e.answer < len(e.labels) == len(e.options) for e in ex)
