@@ -147,6 +147,10 @@ def test_registry_holds_every_family():
     assert {f"code/{t.folder}" for t in CODE_TASKS.values()} <= keys
     assert {f"text/commonsense-llm-adapters/{f}" for f in COMMONSENSE.values()} <= keys
     assert all(f.url or s.manual for s in all_datasets() for f in s.files), "a file without URL needs a manual note"
+    from cptpp.recsys.datasets import get_spec
+
+    gowalla = get_spec("gowalla")  # the recsys catalog's entry and the registry's are the same files
+    assert gowalla.data.files == gowalla.files and gowalla.data.key == "recsys/gowalla"
     with pytest.raises(ConfigError, match=r"unknown dataset 'text/superglue/XYZ'.*text/superglue/RTE"):
         data_spec("text", "superglue/XYZ")
     with pytest.raises(ValueError, match="registered twice"):
