@@ -110,7 +110,8 @@ def test_malformed_lines_name_file_and_line(tmp_path):
         load_pairs("summarization", "test", tmp_path, verify=False)
     d = _fake(tmp_path, "codexglue_java_cs_translation", {"test.java-cs.txt.java": "a\nb\nc\n",
                                                           "test.java-cs.txt.cs": "A\nB\n"})
-    with pytest.raises(MalformedLineError, match=r"test\.java-cs\.txt\.java:3: malformed line 'c': .*ends after line 2"):
+    with pytest.raises(MalformedLineError,
+                       match=r"test\.java-cs\.txt\.java:3: malformed line 'c': .*ends after line 2"):
         load_pairs("translation", "test", tmp_path, verify=False)
     # the checksum is checked by default: these files are not the published ones
     with pytest.raises(ChecksumError, match=r"test\.java-cs\.txt\.java"):

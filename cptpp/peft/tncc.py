@@ -2,8 +2,8 @@
 
 Files ``tncc-title/{train,validation,test}.txt`` (``<Label><TAB><title>`` per line, the published 8:1:1
 split of metaphors/TibetanPLMsFineTuning) are found like every dataset (``$CPTPP_DATA_MIRROR/text`` ->
-``$CPTPP_DATA_HOME/text`` -> the published files; see :mod:`cptpp.data_catalog`), sha256-checked. Metrics: accuracy and macro-F1
-(unweighted mean of the 12 per-class F1s).
+``$CPTPP_DATA_HOME/text`` -> the published files; see :mod:`cptpp.data_catalog`), sha256-checked.
+Metrics: accuracy and macro-F1 (unweighted mean of the 12 per-class F1s).
 
 Reading Tibetan needs a tokenizer that covers the script: a byte-level BPE (SmolLM2, GPT-2 style) always
 can (many tokens per syllable); an English WordPiece vocabulary (MiniLM) maps almost every syllable to
