@@ -157,6 +157,22 @@ def test_registry_holds_every_family():
         register_data(DATA.get("text/tncc-title"))
 
 
+def test_one_malformed_line_error_for_every_family():
+    import cptpp.code.tasks as code_tasks
+    import cptpp.peft.multiple_choice as mc
+    import cptpp.peft.superglue as superglue
+    import cptpp.peft.tagging_data as tagging
+    import cptpp.peft.tncc as tncc
+    from cptpp.download import MalformedLineError
+    from cptpp.recsys.datasets import formats
+
+    for module in (code_tasks, mc, superglue, tagging, tncc, formats):
+        assert module.MalformedLineError is MalformedLineError, module.__name__
+    err = MalformedLineError("a/b.tsv", 7, "x y", "'token<TAB>tag'", "no tab")
+    assert isinstance(err, ValueError) and (err.path, err.lineno, err.line) == ("a/b.tsv", 7, "x y")
+    assert str(err) == "a/b.tsv:7: malformed line 'x y': no tab; expected 'token<TAB>tag'"
+
+
 def _source_txt(folder: Path, area_root: Path) -> str:
     """Text of SOURCE.txt in ``folder`` or the nearest parent below the area root ('' when none)."""
     while folder != area_root.parent:
