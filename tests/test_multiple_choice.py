@@ -10,7 +10,6 @@ import torch
 from cptpp.config import ConfigError
 from cptpp.peft.multiple_choice import (
     COMMONSENSE,
-    ByteTokenizer,
     MCExample,
     accuracy,
     choice_nll,
@@ -23,6 +22,7 @@ from cptpp.peft.multiple_choice import (
     split_examples,
     training_example,
 )
+from cptpp.peft.tokenizers import ByteTokenizer
 
 PIQA = {"instruction": "Please choose the correct solution to the question: How to open a jar?\n\n"
                        "Solution1: twist the lid\n\nSolution2: hit it with a fork\n\nAnswer format: solution1/solution2",

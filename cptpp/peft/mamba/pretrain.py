@@ -31,10 +31,10 @@ from transformers import MambaConfig, MambaForCausalLM
 
 from cptpp.config import ConfigError
 from cptpp.io import append_jsonl, save_torch, write_json
-from cptpp.peft.mamba.adapters import use_cptpp_scan
 from cptpp.peft.mamba.corpus import Corpus, build_corpus, heldout_windows, random_windows
 from cptpp.peft.mamba.pretrain_config import RESUMABLE_CHANGES, PretrainConfig
-from cptpp.peft.multiple_choice import ByteTokenizer
+from cptpp.peft.mamba.tuners import use_cptpp_scan
+from cptpp.peft.tokenizers import ByteTokenizer
 from cptpp.train.allocator import keep_freed_memory
 
 MARKER = "cptpp_byte_lm.json"

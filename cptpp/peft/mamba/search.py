@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from cptpp.io import append_jsonl, write_json
-from cptpp.peft.mamba.adapters import MambaPeftConfig
+from cptpp.peft.mamba.tuners import MambaPeftConfig
 
 SEARCH_LORA_TARGETS = ("in_proj_x", "x_proj", "dt_proj", "out_proj", "conv1d")
 SEARCH_PARTIAL_TARGETS = ("A_log", "D", "conv1d", "dt_bias", "norm")
