@@ -3,8 +3,9 @@ import torch
 import torch.nn.functional as F
 
 from cptpp.config import ConfigError
-from cptpp.peft.adapters import (PEFT_METHODS, AdapterConfig, BottleneckAdapter, PeftSpec, add_adapters,
-                                 build_classifier, count_parameters, find_targets, load_peft, save_peft)
+from cptpp.peft.adapters import AdapterConfig, BottleneckAdapter, add_adapters, find_targets
+from cptpp.peft.peftt import BASE_EXCLUDES, PEFT_METHODS, PeftSpec, build_classifier, load_peft, save_peft
+from cptpp.train.params import count_parameters
 from cptpp.peft.prompt import SoftPromptConfig
 
 transformers = pytest.importorskip("transformers")
@@ -87,8 +88,9 @@ def test_only_adapter_parameters_train():
     assert changed == trainable
     hidden, bottleneck = 16, 4
     per_adapter = 2 * hidden * bottleneck + bottleneck + hidden
-    assert count_parameters(model).trainable == 4 * per_adapter + hidden * 3 + 3
-    assert count_parameters(model).base == sum(p.numel() for p in tiny_bert().parameters())
+    count = count_parameters(model, model.backbone, BASE_EXCLUDES)
+    assert count.trainable == 4 * per_adapter + hidden * 3 + 3
+    assert count.base == sum(p.numel() for p in tiny_bert().parameters())
 
 
 @pytest.mark.parametrize("make", [tiny_bert, tiny_llama])
