@@ -6,7 +6,6 @@ the best trial is reported once, at the end.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -68,7 +67,3 @@ def hybrid_search(run: Callable[[MambaPeftConfig, float], dict[str, Any]], n_tri
     best = results[study.best_trial.number] | {"n_trials": n_trials, "completed": len(done)}
     write_json(out / "best.json", best)
     return best
-
-
-def load_best(out: str | Path) -> dict[str, Any]:
-    return json.loads((Path(out) / "best.json").read_text())
