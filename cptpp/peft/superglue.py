@@ -9,8 +9,9 @@ Files are found under ``$CPTPP_DATA_MIRROR/text`` then ``$CPTPP_DATA_HOME/text``
 ``~/.cache/cptpp/text``), as ``superglue/<Task>/{train,val}.jsonl`` and ``fewglue/<Task>/{train,dev32}.jsonl``;
 files whose names are known are checked against the sha256 of the published copies.
 
-Every task becomes a list of :class:`~cptpp.peft.classification.Example` ``(text_a, text_b, label, group)``: an encoder reads the
-pair, an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and the class is scored by its verbalizer word.
+Every task becomes a list of :class:`~cptpp.peft.classification.Example` ``(text_a, text_b, label, group)``:
+an encoder reads the pair, an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and the class is scored by its
+verbalizer word.
 """
 from __future__ import annotations
 
