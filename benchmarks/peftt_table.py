@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from cptpp.io import write_json  # noqa: E402
 from cptpp.peft.adapters import AdapterConfig  # noqa: E402
 from cptpp.peft.architecture import detect_architecture  # noqa: E402
-from cptpp.peft.peftt import BASE_EXCLUDES, PeftSpec, build_classifier  # noqa: E402
+from cptpp.peft.peftt import ADDED_NAMES, PeftSpec, build_classifier  # noqa: E402
 from cptpp.peft.prompt import SoftPromptConfig  # noqa: E402
 from cptpp.peft.tncc import LABELS, build_tncc_task, label_word_ids, load_tncc, tokenizer_coverage  # noqa: E402
 from cptpp.train import TrainConfig, fit  # noqa: E402
@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
         task = build_tncc_task(data, model, tok, arch, args.max_length, batch_size=args.batch_size)
         res = fit(task, TrainConfig(epochs=args.epochs, lr=lrs[method], optimizer="adamw", metric="accuracy",
                                     patience=0, seed=args.seed, progress=False))
-        count = count_parameters(model, model.backbone, BASE_EXCLUDES)
+        count = count_parameters(model, model.backbone, ADDED_NAMES)
         rows[method] = {"test": res["test"], "valid": res["valid"], "trainable_params": count.trainable,
                         "trainable_percent": count.percent, "lr": lrs[method],
                         "cpu_seconds": time.process_time() - t0}

@@ -10,7 +10,7 @@ from transformers.models.mamba.modeling_mamba import MambaMixer  # noqa: E402
 
 from cptpp.config import ConfigError  # noqa: E402
 from cptpp.peft.mamba import (  # noqa: E402
-    ADDED_MARKER,
+    ADDED_NAMES,
     MambaPeftConfig,
     apply_mamba_peft,
     load_mamba_peft,
@@ -228,7 +228,7 @@ def test_affix_keeps_sequence_length_and_counts_parameters():
     base = tiny_mamba()
     model = adapted(base, affix_tokens=3)
     assert logits(model, IDS).shape == logits(base, IDS).shape
-    count = count_parameters(model, added=[ADDED_MARKER])
+    count = count_parameters(model, added=ADDED_NAMES)
     d_inner = 32
     assert count.trainable == 2 * 3 * d_inner  # 2 layers x 3 tokens x d_inner
     assert count.base == sum(p.numel() for p in base.parameters())

@@ -4,7 +4,7 @@ tuning, bottleneck adapters, and prompt + adapter, which Hugging Face ``peft`` c
 :data:`PEFT_METHODS` maps ``full``, ``prompt``, ``adapter`` and ``prompt+adapter`` to builders;
 :func:`build_classifier` builds any of them on a backbone as a :class:`~cptpp.peft.prompt.PromptClassifier`,
 and :func:`save_peft` / :func:`load_peft` store and restore any of them (config JSON + only the trained tensors).
-Count a built model with ``cptpp.train.params.count_parameters(model, model.backbone, BASE_EXCLUDES)``.
+Count a built model with ``cptpp.train.params.count_parameters(model, model.backbone, ADDED_NAMES)``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from cptpp.registry import Registry
 from cptpp.train.params import load_trained, save_trained
 
 # parameter-name parts of what a method adds inside the backbone (not base-model parameters)
-BASE_EXCLUDES = (f"{ADAPTER_ATTR}.",)
+ADDED_NAMES = (f"{ADAPTER_ATTR}.",)
 
 
 @dataclass

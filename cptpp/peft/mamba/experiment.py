@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from transformers import MambaConfig, MambaForCausalLM
 
-from cptpp.peft.mamba.tuners import ADDED_MARKER, MambaPeftConfig, apply_mamba_peft, use_cptpp_scan
+from cptpp.peft.mamba.tuners import ADDED_NAMES, MambaPeftConfig, apply_mamba_peft, use_cptpp_scan
 from cptpp.peft.multiple_choice import (
     MCExample,
     accuracy,
@@ -160,7 +160,7 @@ def finetune(base: Base, splits: dict[str, list[MCExample]], peft: MambaPeftConf
         use_cptpp_scan(model).requires_grad_(True)
     else:
         apply_mamba_peft(model, peft)
-    count = count_parameters(model, added=[ADDED_MARKER])
+    count = count_parameters(model, added=ADDED_NAMES)
     task = MultipleChoiceTask(model, base.tokenizer, splits, pad_id=base.pad_id, batch_size=batch_size,
                               max_len=max_len, mode=mode)
     results = fit(task, train)

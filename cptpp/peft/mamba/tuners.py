@@ -334,8 +334,9 @@ def use_cptpp_scan(model: nn.Module) -> nn.Module:
     return model
 
 
-# every tensor a MambaPEFT method adds lives under a "mamba_peft*" attribute (for count_parameters' ``added``)
-ADDED_MARKER = "mamba_peft"
+# every tensor a MambaPEFT method adds lives under a "mamba_peft*" attribute: the parameter-name parts that
+# are not base-model parameters (``cptpp.train.params.count_parameters(model, added=ADDED_NAMES)``)
+ADDED_NAMES = ("mamba_peft",)
 
 
 def save_mamba_peft(model: nn.Module, path: str | Path) -> None:
