@@ -45,7 +45,8 @@ from cptpp.recsys.prompt_tuning import (
     load_pretrained,
     save_pretrained,
 )
-from cptpp.recsys.task import RecConfig, RecTask, count_parameters
+from cptpp.recsys.task import RecConfig, RecTask
+from cptpp.train.params import count_parameters
 from cptpp.train import TrainConfig, fit, seed_everything
 
 METRICS = [f"{m}@{k}" for k in (5, 20) for m in ("recall", "ndcg", "precision", "hit")]
@@ -57,7 +58,7 @@ def run_one(task, epochs: int, seed: int, patience: int) -> dict:
     t0 = time.time()
     res = fit(task, TrainConfig(epochs=epochs, lr=1e-3, seed=seed, patience=patience, progress=False))
     return {"test": {m: res["test"][m] for m in METRICS}, "best_epoch": res["best_epoch"],
-            "seconds": time.time() - t0, "params": count_parameters(task.model)}
+            "seconds": time.time() - t0, "params": count_parameters(task.model).trainable}
 
 
 def row(label: str, make_task, epochs: int, patience: int, *, run_dir: Path, seed: int, command: str,

@@ -33,10 +33,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from cptpp.io import write_json  # noqa: E402
-from cptpp.peft.adapters import AdapterConfig, PeftSpec, build_classifier, count_parameters  # noqa: E402
-from cptpp.peft.prompt import SoftPromptConfig, detect_architecture  # noqa: E402
+from cptpp.peft.adapters import AdapterConfig  # noqa: E402
+from cptpp.peft.architecture import detect_architecture  # noqa: E402
+from cptpp.peft.peftt import ADDED_NAMES, PeftSpec, build_classifier  # noqa: E402
+from cptpp.peft.prompt import SoftPromptConfig  # noqa: E402
 from cptpp.peft.tncc import LABELS, build_tncc_task, label_word_ids, load_tncc, tokenizer_coverage  # noqa: E402
 from cptpp.train import TrainConfig, fit  # noqa: E402
+from cptpp.train.params import count_parameters  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("full", "prompt", "adapter", "prompt+adapter")
@@ -140,7 +143,7 @@ def main(argv=None) -> dict:
         task = build_tncc_task(data, model, tok, arch, args.max_length, batch_size=args.batch_size)
         res = fit(task, TrainConfig(epochs=args.epochs, lr=lrs[method], optimizer="adamw", metric="accuracy",
                                     patience=0, seed=args.seed, progress=False))
-        count = count_parameters(model)
+        count = count_parameters(model, model.backbone, ADDED_NAMES)
         rows[method] = {"test": res["test"], "valid": res["valid"], "trainable_params": count.trainable,
                         "trainable_percent": count.percent, "lr": lrs[method],
                         "cpu_seconds": time.process_time() - t0}

@@ -38,9 +38,11 @@ import torch  # noqa: E402
 from cptpp.io import write_json  # noqa: E402
 from cptpp.peft.prompt import SoftPrompt, SoftPromptConfig  # noqa: E402
 from cptpp.peft.tagging_data import TAGS, load_tagging_splits  # noqa: E402
-from cptpp.peft.topro import (ToProConfig, ToProTagger, ToProTask, ToProTemplate, TokenClassifier,  # noqa: E402
-                              TokenTask, decoder_prefix_for, detect_architecture, trainable_parameters)
+from cptpp.peft.architecture import detect_architecture  # noqa: E402
+from cptpp.peft.token_classification import TokenClassifier, TokenTask  # noqa: E402
+from cptpp.peft.topro import ToProConfig, ToProTagger, ToProTask, ToProTemplate, decoder_prefix_for  # noqa: E402
 from cptpp.train import TrainConfig, fit  # noqa: E402
+from cptpp.train.params import count_parameters  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 METHODS = ("topro", "finetune", "prompt")
@@ -103,7 +105,7 @@ def run_method(args, task_name: str, method: str, splits) -> dict:
         for lang in splits.zero_shot:
             scores[lang] = task.evaluate(lang)[METRIC[task_name]]
     return {"scores": scores, "valid_en": res["valid"][METRIC[task_name]], "best_epoch": res["best_epoch"],
-            "trainable_params": trainable_parameters(model), "cpu_seconds": time.process_time() - t0,
+            "trainable_params": count_parameters(model).trainable, "cpu_seconds": time.process_time() - t0,
             "unk_rate": {"en": unk_rate(tok, splits.test),
                          **{k: unk_rate(tok, v) for k, v in splits.zero_shot.items()}}}
 

@@ -50,7 +50,8 @@ os.environ.setdefault("CPTPP_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))
 
 from cptpp.code.codebleu import csharp_available
 from cptpp.code.tasks import TASKS, CodeGenTask, CodeTaskConfig
-from cptpp.code.transducer import TransducerConfig, count_trainable, expected_parameters
+from cptpp.code.transducer import TransducerConfig, expected_parameters
+from cptpp.train.params import count_parameters
 from cptpp.code.tune import attach_all_graphs, build_lm, encode_task, label_embeddings, load_backbone
 from cptpp.download import data_home
 from cptpp.train import TrainConfig, fit
@@ -148,7 +149,7 @@ def run_one(task: str, method: str, args) -> dict:
     fusion = "as-released" if method.endswith("as-released") else "cross-attention"
     lm = build_lm("transducer" if transducer else method, backbone, fusion, label_dim, args.max_nodes)
     task_obj = TimedTask(lm, tok, data, cfg, table)
-    params = count_trainable(lm.module)
+    params = count_parameters(lm.module).trainable
     with torch.no_grad():  # page in the (memory-mapped) weights: the delta is then what training adds
         for t in [*backbone.parameters(), *backbone.buffers()]:
             t.sum()

@@ -30,11 +30,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from cptpp.io import write_json  # noqa: E402
-from cptpp.peft.prompt import PromptClassifier, SoftPromptConfig, detect_architecture  # noqa: E402
-from cptpp.peft.superglue import LABELS, VERBALIZERS, build_task, load_task, verbalizer_ids  # noqa: E402
+from cptpp.peft.architecture import detect_architecture  # noqa: E402
+from cptpp.peft.classification import verbalizer_ids  # noqa: E402
+from cptpp.peft.prompt import PromptClassifier, SoftPromptConfig  # noqa: E402
+from cptpp.peft.superglue import LABELS, VERBALIZERS, build_task, load_task  # noqa: E402
 from cptpp.peft.xprompt import (MaskedSoftPrompt, XPromptConfig, importance_scores,  # noqa: E402
                                 xprompt_search)
 from cptpp.train import TrainConfig, fit  # noqa: E402
+from cptpp.train.params import count_parameters  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -106,14 +109,14 @@ def run_task(args, task: str) -> dict:
     model, tok, arch = make_classifier(args, task, "full")
     ft = build_task(task, splits, model, tok, arch, args.max_length, batch_size=args.batch_size)
     res = fit(ft, train_cfg(args, args.epochs_ft, args.lr_ft))
-    out["full"] = {"results": res, "trainable": model.trainable_parameters(), "seconds": time.perf_counter() - t0}
+    out["full"] = {"results": res, "trainable": count_parameters(model).trainable, "seconds": time.perf_counter() - t0}
     print(f"  full FT       test acc {res['test']['accuracy']:.4f}  ({out['full']['seconds']:.0f}s)", flush=True)
 
     t0 = time.perf_counter()
     model, tok, arch = make_classifier(args, task, "prompt")
     pt = build_task(task, splits, model, tok, arch, args.max_length, batch_size=args.batch_size)
     res = fit(pt, train_cfg(args, args.epochs_pt, args.lr_pt))
-    out["prompt"] = {"results": res, "trainable": model.trainable_parameters(),
+    out["prompt"] = {"results": res, "trainable": count_parameters(model).trainable,
                      "prompt_params": model.prompt.num_parameters(), "seconds": time.perf_counter() - t0}
     print(f"  prompt tuning test acc {res['test']['accuracy']:.4f}  ({out['prompt']['seconds']:.0f}s)", flush=True)
 

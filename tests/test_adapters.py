@@ -3,9 +3,10 @@ import torch
 import torch.nn.functional as F
 
 from cptpp.config import ConfigError
-from cptpp.peft.adapters import (PEFT_METHODS, AdapterConfig, BottleneckAdapter, PeftSpec, add_adapters,
-                                 build_classifier, count_parameters, find_targets, load_peft, save_peft)
+from cptpp.peft.adapters import AdapterConfig, BottleneckAdapter, add_adapters, find_targets
+from cptpp.peft.peftt import ADDED_NAMES, PEFT_METHODS, PeftSpec, build_classifier, load_peft, save_peft
 from cptpp.peft.prompt import SoftPromptConfig
+from cptpp.train.params import count_parameters
 
 transformers = pytest.importorskip("transformers")
 from tiny_models import tiny_bert, tiny_llama, tiny_gpt2, tiny_t5  # noqa: E402
@@ -87,8 +88,9 @@ def test_only_adapter_parameters_train():
     assert changed == trainable
     hidden, bottleneck = 16, 4
     per_adapter = 2 * hidden * bottleneck + bottleneck + hidden
-    assert count_parameters(model).trainable == 4 * per_adapter + hidden * 3 + 3
-    assert count_parameters(model).base == sum(p.numel() for p in tiny_bert().parameters())
+    count = count_parameters(model, model.backbone, ADDED_NAMES)
+    assert count.trainable == 4 * per_adapter + hidden * 3 + 3
+    assert count.base == sum(p.numel() for p in tiny_bert().parameters())
 
 
 @pytest.mark.parametrize("make", [tiny_bert, tiny_llama])

@@ -10,14 +10,15 @@ from transformers.models.mamba.modeling_mamba import MambaMixer  # noqa: E402
 
 from cptpp.config import ConfigError  # noqa: E402
 from cptpp.peft.mamba import (  # noqa: E402
+    ADDED_NAMES,
     MambaPeftConfig,
     apply_mamba_peft,
-    count_parameters,
     load_mamba_peft,
     merge_mamba_peft,
     save_mamba_peft,
     selective_scan,
 )
+from cptpp.train.params import count_parameters  # noqa: E402
 
 ZERO_INIT = [
     {"lora_targets": ["in_proj"]}, {"lora_targets": ["in_proj_x"]}, {"lora_targets": ["in_proj_z"]},
@@ -227,7 +228,7 @@ def test_affix_keeps_sequence_length_and_counts_parameters():
     base = tiny_mamba()
     model = adapted(base, affix_tokens=3)
     assert logits(model, IDS).shape == logits(base, IDS).shape
-    count = count_parameters(model)
+    count = count_parameters(model, added=ADDED_NAMES)
     d_inner = 32
     assert count.trainable == 2 * 3 * d_inner  # 2 layers x 3 tokens x d_inner
     assert count.base == sum(p.numel() for p in base.parameters())

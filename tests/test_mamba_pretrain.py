@@ -21,7 +21,7 @@ from cptpp.peft.mamba.experiment import load_base  # noqa: E402
 from cptpp.peft.mamba.pretrain import MARKER, lr_at, pretrain  # noqa: E402
 from cptpp.peft.mamba.pretrain_config import PretrainConfig  # noqa: E402
 from cptpp.peft.mamba.scan import selective_scan, selective_scan_chunked  # noqa: E402
-from cptpp.peft.multiple_choice import ByteTokenizer  # noqa: E402
+from cptpp.peft.tokenizers import ByteTokenizer  # noqa: E402
 
 
 # ---------------------------------------------------------------- chunked scan

@@ -9,7 +9,6 @@ from cptpp.config import ConfigError
 from cptpp.download import MalformedLineError
 from cptpp.peft.multiple_choice import (
     COMMONSENSE,
-    ByteTokenizer,
     MCExample,
     accuracy,
     choice_nll,
@@ -22,6 +21,7 @@ from cptpp.peft.multiple_choice import (
     split_examples,
     training_example,
 )
+from cptpp.peft.tokenizers import ByteTokenizer
 from tests.conftest import mirror_dir
 
 PIQA = {"instruction": "Please choose the correct solution to the question: How to open a jar?\n\n"

@@ -2,11 +2,12 @@ import pytest
 import torch
 
 from cptpp.config import ConfigError
-from cptpp.peft.prompt import (PromptClassifier, SoftPrompt, SoftPromptConfig, detect_architecture,
-                               prepend_prompt, vocab_init)
+from cptpp.peft.architecture import detect_architecture
+from cptpp.peft.prompt import PromptClassifier, SoftPrompt, SoftPromptConfig, prepend_prompt, vocab_init
+from cptpp.train.params import count_parameters
 
 transformers = pytest.importorskip("transformers")
-from tiny_models import tiny_bert, tiny_llama, tiny_t5  # noqa: E402
+from tiny_models import tiny_bert, tiny_gpt2, tiny_llama, tiny_t5  # noqa: E402
 
 
 def prompt_of_tokens(model, token_ids):
@@ -85,7 +86,7 @@ def test_prompt_tuning_trains_only_the_prompt_and_head(make):
 def test_full_finetuning_mode_trains_the_backbone():
     bert = tiny_bert()
     model = PromptClassifier(bert, 2, prompt=None, train_backbone=True)
-    assert model.trainable_parameters() == sum(p.numel() for p in model.parameters())
+    assert count_parameters(model).trainable == sum(p.numel() for p in model.parameters())
 
 
 def test_vocab_init_copies_distinct_candidate_rows_and_random_init_is_bounded():
@@ -105,3 +106,13 @@ def test_config_and_wiring_errors_are_explicit():
         SoftPromptConfig(init="zeros")
     with pytest.raises(ConfigError, match="label_token_ids"):
         PromptClassifier(tiny_llama(), 3, None)
+
+
+def test_detect_architecture_tells_the_three_kinds_apart():
+    assert [detect_architecture(m()) for m in (tiny_bert, tiny_llama, tiny_gpt2, tiny_t5)] == [
+        "encoder", "decoder", "decoder", "encoder-decoder"]
+    # a masked LM's head is also called lm_head (RoBERTa, XLM-R): it is still an encoder
+    cfg = transformers.RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=70)
+    mlm = transformers.RobertaForMaskedLM(cfg)
+    assert hasattr(mlm, "lm_head") and detect_architecture(mlm) == "encoder"

@@ -7,9 +7,9 @@ from cptpp.download import ChecksumError, MalformedLineError
 import torch
 
 from cptpp.config import ConfigError
-from cptpp.peft.superglue import (LABELS, VERBALIZERS, SuperGlueTask, encode, exact_match, f1_binary, f1_macro,
-                                  load_task, pad_batch, read_jsonl, split_indices, task_metrics, to_examples,
-                                  verbalizer_ids)
+from cptpp.peft.classification import ClassificationTask, encode, f1_binary, f1_macro, verbalizer_ids
+from cptpp.peft.superglue import (LABELS, VERBALIZERS, build_task, exact_match, load_task, read_jsonl, split_indices,
+                                  task_metrics, to_examples)
 from tests.conftest import mirror_dir
 
 
@@ -137,18 +137,31 @@ def test_lm_encoding_truncates_the_context_not_the_question():
         verbalizer_ids(tok, ["yes", "yes"], "decoder")
 
 
-def test_pad_batch_and_task_evaluation_use_the_right_labels():
-    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=0)
-    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
-
+def test_task_evaluation_uses_the_right_labels():
     class FirstTokenParity(torch.nn.Module):                      # predicts class = first id % 2
         def forward(self, input_ids, attention_mask):
             return torch.nn.functional.one_hot(input_ids[:, 0] % 2, 2).float()
 
     ex = to_examples("RTE", [{"premise": "p", "hypothesis": "h", "label": LABELS["RTE"][i % 2]} for i in range(4)])
     seqs = [[2], [3], [5], [4]]                                       # predictions 0, 1, 1, 0 ; gold 0, 1, 0, 1
-    task = SuperGlueTask("RTE", FirstTokenParity(), {"test": seqs, "train": seqs}, {"test": ex, "train": ex},
-                         pad_id=0, batch_size=3, eval_batch_size=3)
-    assert task.evaluate("test")["accuracy"] == 0.5
+    task = ClassificationTask(FirstTokenParity(), {"test": seqs, "train": seqs}, {"test": ex, "train": ex},
+                              pad_id=0, batch_size=3, eval_batch_size=3)
+    assert task.evaluate("test") == {"accuracy": 0.5}
     batches = task.batches(1, torch.Generator().manual_seed(0))
     assert sorted(len(b[2]) for b in batches) == [1, 3]
+
+
+def test_build_task_scores_with_the_superglue_metrics_of_its_task():
+    from cptpp.peft.superglue import TaskSplits
+
+    ex = to_examples("CB", [{"premise": f"p{i}", "hypothesis": "h", "label": LABELS["CB"][i % 3]} for i in range(6)])
+
+    class AlwaysZero(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return torch.tensor([[1.0, 0.0, 0.0]]).expand(len(input_ids), -1)
+
+    task = build_task("CB", TaskSplits("CB", ex, ex, ex, "toy"), AlwaysZero(), _ToyTokenizer(), "decoder", 16)
+    got = task.evaluate("test")
+    # gold 0,1,2,0,1,2, all predicted 0: accuracy 1/3; F1 of class 0 = 2*2/(6+2) = 0.5, others 0
+    assert got["accuracy"] == pytest.approx(1 / 3) and got["f1"] == pytest.approx(0.5 / 3)
+    assert got["score"] == pytest.approx((1 / 3 + 0.5 / 3) / 2)

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from cptpp.config import ConfigError
 from cptpp.download import MalformedLineError
-from cptpp.peft.adapters import AdapterConfig, PeftSpec, build_classifier
+from cptpp.peft.adapters import AdapterConfig
+from cptpp.peft.peftt import PeftSpec, build_classifier
 from cptpp.peft.tncc import (LABELS, Title, build_tncc_task, load_tncc, read_tncc, stratified_subsample,
                              tncc_metrics, tokenizer_coverage)
 from cptpp.train import TrainConfig, fit

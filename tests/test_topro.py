@@ -4,9 +4,10 @@ import torch
 from cptpp.config import ConfigError
 from cptpp.peft.prompt import SoftPrompt
 from cptpp.peft.tagging_data import TaggedSentence, TaggingSplits
-from cptpp.peft.topro import (ToProConfig, ToProTagger, ToProTask, ToProTemplate, TokenClassifier, TokenTask,
-                              collate_units, decode_tags, decoder_prefix_for, encode_words, pack_units,
-                              pair_layout, trainable_parameters)
+from cptpp.peft.token_classification import TokenClassifier, TokenTask, encode_words, pair_layout
+from cptpp.peft.topro import (ToProConfig, ToProTagger, ToProTask, ToProTemplate, collate_units, decode_tags,
+                              decoder_prefix_for, pack_units)
+from cptpp.train.params import count_parameters
 from cptpp.train import TrainConfig, fit
 
 transformers = pytest.importorskip("transformers")
@@ -147,7 +148,7 @@ def test_verbalizer_equals_mlm_logits_at_label_words():
     enc = transformers.BertModel(bert_config())
     tagger = ToProTagger(enc, tpl.label_ids)
     torch.testing.assert_close(tagger.head.label_embeddings, enc.get_input_embeddings().weight[tpl.label_ids])
-    assert trainable_parameters(tagger) == sum(p.numel() for p in enc.parameters()) + sum(
+    assert count_parameters(tagger).trainable == sum(p.numel() for p in enc.parameters()) + sum(
         p.numel() for p in tagger.head.parameters())
 
 
@@ -218,5 +219,5 @@ def test_config_errors_name_the_problem():
     with pytest.raises(ConfigError, match="task='chunk'"):
         ToProConfig(task="chunk")
     bad = {t: "other" for t in ToProConfig("ner").tags}
-    with pytest.raises(ConfigError, match="share a first sub-token"):
+    with pytest.raises(ConfigError, match="share a first token"):
         ToProTemplate(tiny_tokenizer(), ToProConfig(task="ner", label_words=bad))

@@ -14,7 +14,8 @@ from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from cptpp.code.tasks import CodeGenTask, CodePair, CodeTaskConfig, attach_graphs, collate, encode_pairs  # noqa: E402
 from cptpp.code.transducer import (AsReleasedFusion, LabelEmbeddings, Transducer, TransducerConfig,  # noqa: E402
-                                   TransducerLM, batch_graphs, code_graph, count_trainable, expected_parameters)
+                                   TransducerLM, batch_graphs, code_graph, expected_parameters)
+from cptpp.train.params import count_parameters  # noqa: E402
 
 LABEL_DIM = 16
 SOURCES = [
@@ -85,7 +86,7 @@ def test_only_transducer_trains_and_count_matches_formula(arch, fusion, tok):
     cfg = TransducerConfig(fusion=fusion, label_dim=LABEL_DIM)
     lm = TransducerLM(backbone, cfg)
     assert not any(p.requires_grad for p in backbone.parameters())
-    assert count_trainable(lm.module) == expected_parameters(cfg, 16)["total"]
+    assert count_parameters(lm.module).trainable == expected_parameters(cfg, 16)["total"]
     # trainable = exactly the Transducer's parameters, nothing of the backbone
     assert {id(p) for p in lm.module.parameters()}.isdisjoint({id(p) for p in backbone.parameters()})
 
@@ -93,7 +94,7 @@ def test_only_transducer_trains_and_count_matches_formula(arch, fusion, tok):
 def test_formula_at_paper_scale():
     """d_model 768 (CodeT5+ 220M), 1024-d labels: the as-released layout is 30,784 (paper: 30,728)."""
     cfg = TransducerConfig(fusion="as-released", label_dim=1024)
-    assert count_trainable(Transducer(768, cfg)) == expected_parameters(cfg, 768)["total"] == 30_784
+    assert count_parameters(Transducer(768, cfg)).trainable == expected_parameters(cfg, 768)["total"] == 30_784
     # GVE part by hand: RMSNorm 1024 + Linear(1024,8) 8200 + GATv2(8,8) 160 + Linear(8,128) 1152
     assert expected_parameters(cfg, 768)["gve"] == 1024 + 8200 + 160 + 1152
 

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from cptpp.config import ConfigError
 from cptpp.peft.prompt import PromptClassifier, SoftPrompt
 from cptpp.peft.xprompt import (MaskedSoftPrompt, XPromptConfig, importance_scores, load_pruned_prompt,
-                                prune_pieces, prune_tokens, rewind, save_pruned_prompt, trainable_state,
-                                xprompt_search)
+                                prune_pieces, prune_tokens, save_pruned_prompt, xprompt_search)
+from cptpp.train.params import trained_state
 
 transformers = pytest.importorskip("transformers")
 
@@ -124,7 +124,7 @@ def test_piece_pruning_only_touches_surviving_tokens():
 
 def test_rewind_restores_stage1_values_for_survivors_in_the_search():
     model, prompt = tiny_model()
-    stage1 = trainable_state(model)
+    stage1 = trained_state(model)
     seen = []
 
     def score():
@@ -149,15 +149,6 @@ def test_rewind_restores_stage1_values_for_survivors_in_the_search():
     assert best.level == "token" and best.ratio == 0.6
     assert prompt.token_mask.tolist() == [0, 0, 0, 1, 1] and prompt.piece_mask.sum() == 20
     assert torch.equal(prompt.weight, stage1["prompt.weight"] + 1)
-
-
-def test_plain_rewind_copies_named_parameters():
-    model, prompt = tiny_model()
-    stage1 = trainable_state(model)
-    with torch.no_grad():
-        prompt.weight.zero_()
-    rewind(model, stage1)
-    assert torch.equal(prompt.weight, stage1["prompt.weight"])
 
 
 def test_save_load_pruned_prompt_round_trip(tmp_path):

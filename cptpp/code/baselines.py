@@ -24,7 +24,8 @@ from torch import nn
 from cptpp.config import check_choice, check_range
 
 BASELINES = ("lora", "prompt", "prefix", "ia3", "full", "frozen")
-PEFT_METHODS = ("lora", "prompt", "prefix", "ia3")
+# the methods built by the Hugging Face `peft` library (the others need no adapter)
+PEFT_LIBRARY_METHODS = ("lora", "prompt", "prefix", "ia3")
 
 
 @dataclass
@@ -70,7 +71,7 @@ class BaselineLM:
     def __init__(self, backbone: nn.Module, cfg: BaselineConfig):
         self.cfg = cfg
         self.is_encoder_decoder = bool(getattr(backbone.config, "is_encoder_decoder", False))
-        if cfg.method in PEFT_METHODS:
+        if cfg.method in PEFT_LIBRARY_METHODS:
             from peft import get_peft_model
 
             self.module = get_peft_model(backbone, _peft_config(cfg, self.is_encoder_decoder))

@@ -111,9 +111,9 @@ def _add_code_tune(subparsers) -> None:
 def run_code_tune(args) -> int:
     from cptpp.config import ConfigError
     from cptpp.train import TrainConfig, fit, resolve_device, seed_everything
+    from cptpp.train.params import count_parameters
 
     from .tasks import CodeGenTask, CodeTaskConfig
-    from .transducer import count_trainable
     from .tune import attach_all_graphs, build_lm, encode_task, label_embeddings, load_backbone
 
     transducer_only = {"--fusion": args.fusion, "--label-encoder": args.label_encoder, "--max-nodes": args.max_nodes}
@@ -141,7 +141,7 @@ def run_code_tune(args) -> int:
     seed_everything(args.seed)  # the adapter's initialization is part of the run's seed
     lm = build_lm(args.method, backbone, args.fusion or "cross-attention", label_dim, max_nodes).to(device)
     task = CodeGenTask(lm, tok, data, task_cfg, table, device)
-    params = count_trainable(lm.module)
+    params = count_parameters(lm.module).trainable
     print(f"{args.method}: {params:,} trainable parameters, device {device}, run dir {out}", file=sys.stderr)
     results = fit(task, train_cfg, run_config={
         "task": args.task, "method": args.method, "model": str(args.model), "protocol": protocol,

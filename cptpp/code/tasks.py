@@ -37,6 +37,7 @@ import torch
 from cptpp.config import ConfigError, check_choice, check_range
 from cptpp.data_catalog import find_data
 from cptpp.download import MalformedLineError
+from cptpp.train.batching import pad, pad_token_id
 
 from .metrics import generation_metrics
 from .task_specs import PROTOCOLS, TASKS
@@ -229,36 +230,28 @@ def attach_graphs(examples: Sequence[Encoded], language: str, labels, max_nodes:
         e.graph = code_graph(e.source, language, labels, max_nodes, undirected)
 
 
-def _pad(rows: list[list[int]], value: int, left: bool = False) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return torch.tensor([[value] * (width - len(r)) + r if left else r + [value] * (width - len(r)) for r in rows])
-
-
 def collate(examples: Sequence[Encoded], pad_id: int, encoder_decoder: bool, train: bool,
             graph_batch=None) -> dict[str, Any]:
     """Training batches are right-padded; decoder-only generation prompts are left-padded."""
     batch: dict[str, Any] = {}
     if encoder_decoder:
-        batch["input_ids"] = _pad([e.prompt for e in examples], pad_id)
-        batch["fuse_mask"] = _pad([[1] * len(e.prompt) for e in examples], 0).bool()
+        batch["input_ids"] = pad([e.prompt for e in examples], pad_id)
+        batch["fuse_mask"] = pad([[1] * len(e.prompt) for e in examples], 0).bool()
         if train:
-            batch["labels"] = _pad([e.target for e in examples], -100)
+            batch["labels"] = pad([e.target for e in examples], -100)
             batch["decoder_attention_mask"] = batch["labels"] != -100
     elif train:
-        batch["input_ids"] = _pad([e.prompt + e.target for e in examples], pad_id)
-        batch["labels"] = _pad([[-100] * len(e.prompt) + e.target for e in examples], -100)
-        batch["fuse_mask"] = _pad([[1] * e.n_source for e in examples], 0)
+        batch["input_ids"] = pad([e.prompt + e.target for e in examples], pad_id)
+        batch["labels"] = pad([[-100] * len(e.prompt) + e.target for e in examples], -100)
+        batch["fuse_mask"] = pad([[1] * e.n_source for e in examples], 0)
         batch["fuse_mask"] = torch.nn.functional.pad(
             batch["fuse_mask"], (0, batch["input_ids"].shape[1] - batch["fuse_mask"].shape[1])).bool()
     else:
-        batch["input_ids"] = _pad([e.prompt for e in examples], pad_id, left=True)
-        batch["fuse_mask"] = _pad([[1] * e.n_source + [0] * (len(e.prompt) - e.n_source) for e in examples],
-                                  0, left=True).bool()
+        batch["input_ids"] = pad([e.prompt for e in examples], pad_id, left=True)
+        batch["fuse_mask"] = pad([[1] * e.n_source + [0] * (len(e.prompt) - e.n_source) for e in examples],
+                                 0, left=True).bool()
     lengths = [len(e.prompt) + (len(e.target) if train and not encoder_decoder else 0) for e in examples]
-    width = batch["input_ids"].shape[1]
-    left = not train and not encoder_decoder
-    batch["attention_mask"] = torch.tensor(
-        [[0] * (width - n) + [1] * n if left else [1] * n + [0] * (width - n) for n in lengths])
+    batch["attention_mask"] = pad([[1] * n for n in lengths], 0, left=not train and not encoder_decoder)
     if graph_batch is not None:
         batch["graph"] = graph_batch
     return batch
@@ -292,7 +285,7 @@ class CodeGenTask:
         self.model = lm.module
         self.device = torch.device(device)
         self.label_table = label_table
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad_token_id(tokenizer)
         self.single_line = TASKS[cfg.task].single_line
         self.predictions: dict[str, list[str]] = {}
 

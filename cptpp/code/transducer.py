@@ -296,10 +296,6 @@ def expected_parameters(cfg: TransducerConfig, d_model: int) -> dict[str, int]:
     return {"gve": gve, "fusion": fusion, "total": gve + fusion}
 
 
-def count_trainable(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 # --------------------------------------------------------------------------- the wrapped LM
 
 class TransducerLM:

@@ -1,5 +1,4 @@
-"""Bottleneck adapters (Houlsby et al., 2019; Pfeiffer et al., 2021) and PEFT classifiers that combine them
-with soft prompts (PEFTT: prompt + adapter, which Hugging Face ``peft`` cannot stack).
+"""Bottleneck adapters (Houlsby et al., 2019; Pfeiffer et al., 2021) on any supported Hugging Face backbone.
 
 An adapter is ``h -> h + W_up act(W_down h)`` with ``W_down: [H/r, H]``, ``W_up: [H, H/r]`` (r = reduction
 factor). It is applied to the output projection of a sub-layer, i.e. before that sub-layer's residual add:
@@ -14,26 +13,18 @@ model's own parameter names (and checkpoints) are unchanged; the base is frozen.
 Target projections are found by regex on module names per ``config.model_type`` (BERT/RoBERTa/XLM-R,
 Llama-family, GPT-2, T5/mT5) or given explicitly in :class:`AdapterConfig`.
 
-Methods are registered by name in :data:`PEFT_METHODS` (``full``, ``prompt``, ``adapter``,
-``prompt+adapter``); :func:`build_classifier` builds any of them on a backbone as a
-:class:`~cptpp.peft.prompt.PromptClassifier`, and :func:`save_peft` / :func:`load_peft` store and restore
-any of them (config JSON + only the trained tensors).
+:mod:`cptpp.peft.peftt` combines them with soft prompts (PEFTT: prompt + adapter).
 """
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
 from cptpp.config import ConfigError, check_choice, check_range
-from cptpp.io import save_torch, write_json
-from cptpp.peft.prompt import PromptClassifier, SoftPrompt, SoftPromptConfig
-from cptpp.registry import Registry
 
 KINDS = ("houlsby", "pfeiffer")
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh,
@@ -156,149 +147,3 @@ def adapter_parameters(model: nn.Module) -> list[nn.Parameter]:
 def mark_adapters_trainable(model: nn.Module) -> None:
     for p in adapter_parameters(model):
         p.requires_grad_(True)
-
-
-@dataclass
-class ParamCount:
-    trainable: int
-    base: int  # the backbone's own parameters (adapters, prompt and heads excluded)
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.trainable / max(self.base, 1)
-
-
-def count_parameters(model: PromptClassifier) -> ParamCount:
-    backbone = {n: p for n, p in model.backbone.named_parameters() if f"{ADAPTER_ATTR}." not in n}
-    # tied weights (LM head = input embeddings) are one tensor
-    base = sum(p.numel() for p in {id(p): p for p in backbone.values()}.values())
-    trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
-    return ParamCount(trainable, base)
-
-
-# ---------------------------------------------------------------- methods
-
-
-@dataclass
-class PeftSpec:
-    """What :func:`build_classifier` needs besides the backbone (also what :func:`save_peft` stores)."""
-
-    method: str
-    num_classes: int
-    label_token_ids: list[int] | None = None
-    prompt: SoftPromptConfig | None = None
-    adapter: AdapterConfig | None = None
-    architecture: str | None = None
-
-    def __post_init__(self):
-        check_choice("method", self.method, PEFT_METHODS.names())
-        needs = PEFT_METHOD_NEEDS[self.method]
-        if "prompt" in needs and self.prompt is None:
-            self.prompt = SoftPromptConfig()
-        if "adapter" in needs and self.adapter is None:
-            self.adapter = AdapterConfig()
-        if "prompt" not in needs:
-            self.prompt = None
-        if "adapter" not in needs:
-            self.adapter = None
-
-
-PEFT_METHODS: Registry[Callable[[nn.Module, PeftSpec], PromptClassifier]] = Registry("peft method")
-PEFT_METHOD_NEEDS: dict[str, tuple[str, ...]] = {}
-
-
-def _register(name: str, needs: tuple[str, ...]):
-    PEFT_METHOD_NEEDS[name] = needs
-    return PEFT_METHODS.register(name)
-
-
-def _prompt(backbone: nn.Module, cfg: SoftPromptConfig) -> SoftPrompt:
-    return SoftPrompt.from_config(cfg, backbone.get_input_embeddings().weight)
-
-
-def _classifier(backbone, spec: PeftSpec, prompt=None, train_backbone=False) -> PromptClassifier:
-    return PromptClassifier(backbone, spec.num_classes, prompt=prompt, label_token_ids=spec.label_token_ids,
-                            train_backbone=train_backbone, architecture=spec.architecture)
-
-
-@_register("full", ())
-def _full(backbone: nn.Module, spec: PeftSpec) -> PromptClassifier:
-    return _classifier(backbone, spec, train_backbone=True)
-
-
-@_register("prompt", ("prompt",))
-def _prompt_tuning(backbone: nn.Module, spec: PeftSpec) -> PromptClassifier:
-    return _classifier(backbone, spec, prompt=_prompt(backbone, spec.prompt))
-
-
-@_register("adapter", ("adapter",))
-def _adapter(backbone: nn.Module, spec: PeftSpec) -> PromptClassifier:
-    add_adapters(backbone, spec.adapter)
-    model = _classifier(backbone, spec)  # freezes the backbone, adapters included ...
-    mark_adapters_trainable(backbone)  # ... so they are switched back on
-    return model
-
-
-@_register("prompt+adapter", ("prompt", "adapter"))
-def _prompt_adapter(backbone: nn.Module, spec: PeftSpec) -> PromptClassifier:
-    add_adapters(backbone, spec.adapter)
-    model = _classifier(backbone, spec, prompt=_prompt(backbone, spec.prompt))
-    mark_adapters_trainable(backbone)
-    return model
-
-
-def build_classifier(backbone: nn.Module, spec: PeftSpec) -> PromptClassifier:
-    """``spec.method`` applied to ``backbone`` (modified in place for adapter methods)."""
-    model = PEFT_METHODS.get(spec.method)(backbone, spec)
-    model.peft_spec = spec
-    return model
-
-
-def _spec_to_dict(spec: PeftSpec) -> dict:
-    return asdict(spec)
-
-
-def _spec_from_dict(d: dict) -> PeftSpec:
-    d = dict(d)
-    d["prompt"] = SoftPromptConfig(**d["prompt"]) if d.get("prompt") else None
-    d["adapter"] = AdapterConfig(**d["adapter"]) if d.get("adapter") else None
-    return PeftSpec(**d)
-
-
-def trained_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every trainable tensor by name: for PEFT methods, the only part that differs from the base model."""
-    return {k: p.detach().cpu().clone() for k, p in model.named_parameters() if p.requires_grad}
-
-
-def save_peft(model: PromptClassifier, path: str | Path) -> None:
-    """``path/peft_config.json`` (method + configs) and ``path/peft_state.pt`` (trained tensors only)."""
-    spec = getattr(model, "peft_spec", None)
-    if spec is None:
-        raise ConfigError("model was not built by build_classifier; nothing says which method to save")
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    write_json(path / "peft_config.json", _spec_to_dict(spec))
-    save_torch(path / "peft_state.pt", trained_state(model))
-
-
-def load_peft(backbone: nn.Module, path: str | Path) -> PromptClassifier:
-    """Rebuild the saved method on a fresh ``backbone`` (the same base weights) and load its tensors."""
-    path = Path(path)
-    try:
-        spec = _spec_from_dict(json.loads((path / "peft_config.json").read_text()))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no peft_config.json (not a save_peft folder)") from None
-    model = build_classifier(backbone, spec)
-    state = torch.load(path / "peft_state.pt", map_location="cpu", weights_only=True)
-    params = dict(model.named_parameters())
-    want = {k for k, p in params.items() if p.requires_grad}
-    missing, unexpected = sorted(want - set(state)), sorted(set(state) - want)
-    if missing or unexpected:
-        raise ConfigError(f"{path}: saved tensors do not match method {spec.method!r} "
-                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    with torch.no_grad():
-        for k, v in state.items():
-            if params[k].shape != v.shape:
-                raise ConfigError(f"{path}: {k} has shape {tuple(v.shape)}, model expects {tuple(params[k].shape)}")
-            params[k].copy_(v)
-    return model

@@ -17,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from cptpp.config import ConfigError, check_choice
 from cptpp.data_catalog import find_data
 from cptpp.download import MalformedLineError
+from cptpp.peft.tokenizers import Tokenizer
+from cptpp.train.batching import pad
 
 # name -> folder of its test.json in LLM-Adapters/dataset and in the mirror (files: cptpp.data_catalog)
 COMMONSENSE: dict[str, str] = {
@@ -49,20 +51,6 @@ class MCExample:
     labels: tuple[str, ...]
     options: tuple[str, ...]
     answer: int
-
-
-class Tokenizer(Protocol):
-    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
-
-
-class ByteTokenizer:
-    """UTF-8 bytes as token ids 0..255, id 256 for padding: a tokenizer that needs no download."""
-
-    vocab_size = 257
-    pad_token_id = 256
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return list(text.encode("utf-8"))
 
 
 def _parse_options(instruction: str, labels: tuple[str, ...], where: str) -> tuple[str, ...]:
@@ -191,16 +179,10 @@ def encode_pair(tok: Tokenizer, context: str, continuation: str, max_len: int) -
     return (ctx + cont)[-max_len:], len(cont)
 
 
-def pad_batch(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
-    """Right-pad: a causal model's scores at real positions do not depend on what follows them."""
-    width = max(len(s) for s in seqs)
-    return torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], dtype=torch.long)
-
-
 def continuation_logprobs(model, seqs: list[list[int]], cont_lens: list[int], pad_id: int,
                           device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of log p(continuation tokens | prefix) per sequence, and the continuation lengths. Shapes [n]."""
-    ids = pad_batch(seqs, pad_id).to(device)
+    ids = pad(seqs, pad_id).to(device)  # right padding: scores at real positions ignore what follows
     logp = F.log_softmax(model(ids, use_cache=False).logits[:, :-1].float(), dim=-1)
     token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [n, width - 1]: log p(ids[t+1] | ids[:t+1])
     pos = torch.arange(ids.shape[1] - 1, device=device)[None]

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from cptpp.config import ConfigError, check_choice, check_range
+from cptpp.peft.architecture import ARCHITECTURES, detect_architecture
 
-ARCHITECTURES = ("encoder", "decoder", "encoder-decoder")
 PROMPT_INITS = ("vocab", "random")
 
 
@@ -119,16 +119,6 @@ class SoftPrompt(nn.Module):
         return prepend_prompt(self.values(), inputs_embeds, attention_mask)
 
 
-def detect_architecture(model: nn.Module) -> str:
-    """"encoder-decoder" (T5, BART), "decoder" (a ...ForCausalLM) or "encoder" (BERT-like base model)."""
-    cfg = getattr(model, "config", None)
-    if cfg is not None and getattr(cfg, "is_encoder_decoder", False):
-        return "encoder-decoder"
-    if type(model).__name__.endswith("ForCausalLM") or hasattr(model, "lm_head"):
-        return "decoder"
-    return "encoder"
-
-
 class PromptClassifier(nn.Module):
     """A classifier over a HF backbone with an optional soft prompt.
 
@@ -197,6 +187,3 @@ class PromptClassifier(nn.Module):
         dec = torch.full((embeds.shape[0], 1), start, dtype=torch.long, device=embeds.device)
         logits = self.backbone(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=dec).logits
         return logits[:, 0, self.label_token_ids]
-
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,4 +1,4 @@
-"""SuperGLUE loaders, verbalizers, metrics and a ``cptpp.train.fit`` task for classification.
+"""SuperGLUE loaders, verbalizers and metrics; :func:`build_task` makes a ``cptpp.train.fit`` task of a task's splits.
 
 Evaluation protocol (SuperGLUE test labels are hidden): the official train split is divided into
 train / valid by a seeded permutation (``valid_fraction`` held out, for model selection only) and the
@@ -9,8 +9,9 @@ Files ``superglue/<Task>/{train,val}.jsonl`` and ``fewglue/<Task>/{train,dev32}.
 dataset (``$CPTPP_DATA_MIRROR/text`` -> ``$CPTPP_DATA_HOME/text`` -> the official URL; see
 :mod:`cptpp.data_catalog`) and checked against the sha256 of the published copies.
 
-Every task becomes a list of :class:`Example` ``(text_a, text_b, label, group)``: an encoder reads the
-pair, an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and the class is scored by its verbalizer word.
+Every task becomes a list of :class:`~cptpp.peft.classification.Example` ``(text_a, text_b, label, group)``:
+an encoder reads the pair, an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and the class is scored by its
+verbalizer word.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cptpp.data_catalog import find_data
 from cptpp.download import MalformedLineError, verify_sha256
 from cptpp.config import ConfigError, check_choice, check_range
+from cptpp.peft.classification import ClassificationTask, Example, accuracy, encode, f1_binary, f1_macro
+from cptpp.train.batching import pad_token_id
 
 TASKS = ("BoolQ", "CB", "COPA", "MultiRC", "RTE", "WiC", "WSC")
 # raw label values in class-index order
@@ -39,15 +41,6 @@ VERBALIZERS: dict[str, list[str]] = {
     "BoolQ": ["no", "yes"], "CB": ["yes", "no", "maybe"], "COPA": ["first", "second"],
     "MultiRC": ["no", "yes"], "RTE": ["yes", "no"], "WiC": ["no", "yes"], "WSC": ["no", "yes"],
 }
-@dataclass(frozen=True)
-class Example:
-    """text_a: the long context (passage/premise/sentence); text_b: the question about it; label: class
-    index into ``LABELS[task]``; group: which question an answer option belongs to (MultiRC EM), else idx."""
-
-    text_a: str
-    text_b: str
-    label: int
-    group: str
 
 
 # ---------------------------------------------------------------- files
@@ -193,23 +186,6 @@ def _subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
 # ---------------------------------------------------------------- metrics
 
 
-def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
-    return float((np.asarray(pred) == np.asarray(gold)).mean())
-
-
-def f1_binary(pred: np.ndarray, gold: np.ndarray, positive: int = 1) -> float:
-    """F1 of class ``positive`` (0 when it is never predicted nor present)."""
-    pred, gold = np.asarray(pred) == positive, np.asarray(gold) == positive
-    tp = float((pred & gold).sum())
-    denom = float(pred.sum() + gold.sum())
-    return 2 * tp / denom if denom else 0.0
-
-
-def f1_macro(pred: np.ndarray, gold: np.ndarray, num_classes: int) -> float:
-    """Unweighted mean of per-class F1 (SuperGLUE's CB F1)."""
-    return float(np.mean([f1_binary(pred, gold, c) for c in range(num_classes)]))
-
-
 def exact_match(pred: np.ndarray, gold: np.ndarray, groups: list[str]) -> float:
     """Fraction of groups (MultiRC questions) whose every answer option is right."""
     right: dict[str, bool] = {}
@@ -234,102 +210,14 @@ def task_metrics(task: str, pred, gold, groups: list[str] | None = None) -> dict
     return out
 
 
-# ---------------------------------------------------------------- tokenization
-
-
-def verbalizer_ids(tokenizer, words: list[str], architecture: str) -> list[int]:
-    """First sub-token id of each verbalizer word as it follows "Answer:" (decoders see a leading space)."""
-    ids = []
-    for w in words:
-        text = " " + w if architecture == "decoder" else w
-        toks = tokenizer.encode(text, add_special_tokens=False)
-        if not toks:
-            raise ConfigError(f"verbalizer word {w!r} tokenizes to nothing")
-        ids.append(toks[0])
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"verbalizer words {words} share a first token; pick distinct words")
-    return ids
-
-
-def encode(examples: list[Example], tokenizer, architecture: str, max_length: int) -> list[list[int]]:
-    """Token ids per example (unpadded). Encoder: ``[CLS] a [SEP] b [SEP]`` truncated longest-first;
-    LM: ``a \\n b \\nAnswer:`` with ``a`` cut from the end so the question and "Answer:" always survive."""
-    if architecture == "encoder":
-        enc = tokenizer([e.text_a for e in examples], [e.text_b for e in examples],
-                        truncation="longest_first", max_length=max_length)
-        return [list(ids) for ids in enc["input_ids"]]
-    eos = [tokenizer.eos_token_id] if architecture == "encoder-decoder" and tokenizer.eos_token_id is not None else []
-    out = []
-    for e in examples:
-        tail = tokenizer.encode("\n" + e.text_b + "\nAnswer:", add_special_tokens=False) + eos
-        head = tokenizer.encode(e.text_a, add_special_tokens=False)[: max(0, max_length - len(tail))]
-        out.append((head + tail)[-max_length:])
-    return out
-
-
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad to the longest: ``input_ids [B, L]``, ``attention_mask [B, L]``."""
-    length = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), length), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids, mask
-
-
 # ---------------------------------------------------------------- the fit() task
 
 
-class SuperGlueTask:
-    """Adapter for ``cptpp.train.fit``: ``model(input_ids, attention_mask) -> logits [B, C]`` trained with
-    cross-entropy; ``evaluate`` returns :func:`task_metrics`. Splits are token-id lists, padded per batch."""
-
-    def __init__(self, task: str, model: torch.nn.Module, ids: dict[str, list[list[int]]],
-                 examples: dict[str, list[Example]], pad_id: int, batch_size: int = 16,
-                 eval_batch_size: int = 64, device: torch.device | str = "cpu"):
-        check_range("batch_size", batch_size, 1)
-        self.task, self.model, self.ids, self.examples = task, model, ids, examples
-        self.labels = {s: torch.tensor([e.label for e in ex]) for s, ex in examples.items()}
-        self.pad_id, self.batch_size, self.eval_batch_size = pad_id, batch_size, eval_batch_size
-        self.device = torch.device(device)
-
-    def _batch(self, split: str, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ids, mask = pad_batch([self.ids[split][i] for i in idx], self.pad_id)
-        return ids.to(self.device), mask.to(self.device), self.labels[split][idx].to(self.device)
-
-    def batches(self, epoch: int, generator: torch.Generator):
-        perm = torch.randperm(len(self.ids["train"]), generator=generator)
-        return [self._batch("train", perm[i: i + self.batch_size].tolist())
-                for i in range(0, len(perm), self.batch_size)]
-
-    def iter_split(self, split: str, batch_size: int | None = None):
-        """Batches ``(input_ids, attention_mask, labels)`` of ``split`` in order."""
-        bs = batch_size or self.eval_batch_size
-        n = len(self.ids[split])
-        return (self._batch(split, list(range(i, min(i + bs, n)))) for i in range(0, n, bs))
-
-    def loss(self, batch) -> torch.Tensor:
-        input_ids, mask, labels = batch
-        return F.cross_entropy(self.model(input_ids, mask), labels)
-
-    def predict(self, split: str) -> np.ndarray:
-        preds = []
-        with torch.no_grad():
-            for input_ids, mask, _ in self.iter_split(split):
-                preds.append(self.model(input_ids, mask).argmax(-1).cpu())
-        return torch.cat(preds).numpy()
-
-    def evaluate(self, split: str) -> dict[str, float]:
-        gold = self.labels[split].numpy()
-        return task_metrics(self.task, self.predict(split), gold, [e.group for e in self.examples[split]])
-
-
 def build_task(task: str, splits: TaskSplits, model: torch.nn.Module, tokenizer, architecture: str,
-               max_length: int, **kwargs: Any) -> SuperGlueTask:
-    """Tokenize every split of ``splits`` and wrap them with ``model`` for ``fit``."""
+               max_length: int, **kwargs: Any) -> ClassificationTask:
+    """Tokenize every split of ``splits`` and wrap them with ``model`` for ``fit``, scored by :func:`task_metrics`."""
     examples = {"train": splits.train, "valid": splits.valid, "test": splits.test}
     ids = {s: encode(ex, tokenizer, architecture, max_length) for s, ex in examples.items()}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    return SuperGlueTask(task, model, ids, examples, pad, **kwargs)
-
+    return ClassificationTask(model, ids, examples, pad_token_id(tokenizer),
+                              metrics=lambda pred, gold, ex: task_metrics(task, pred, gold, [e.group for e in ex]),
+                              **kwargs)

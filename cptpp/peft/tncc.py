@@ -20,9 +20,9 @@ import torch
 
 from cptpp.data_catalog import find_data
 from cptpp.download import MalformedLineError, verify_sha256
-from cptpp.config import check_choice
-from cptpp.peft.superglue import (Example, SuperGlueTask, accuracy, encode, f1_macro,
-                                  verbalizer_ids)
+from cptpp.config import ConfigError, check_choice
+from cptpp.peft.classification import ClassificationTask, Example, accuracy, encode, f1_macro, verbalizer_ids
+from cptpp.train.batching import pad_token_id
 
 LABELS = ("Arts", "Customs", "Economics", "Education", "Environment", "Instruments", "Language", "Literature",
           "Medicine", "Politics", "Religion", "Tourism")
@@ -135,17 +135,11 @@ def label_word_ids(tokenizer, architecture: str) -> list[int] | None:
     return None if architecture == "encoder" else verbalizer_ids(tokenizer, list(LABELS), architecture)
 
 
-class TnccTask(SuperGlueTask):
-    """``fit`` task: cross-entropy over the 12 class logits; evaluate -> accuracy and macro_f1."""
-
-    def evaluate(self, split: str) -> dict[str, float]:
-        return tncc_metrics(self.predict(split), self.labels[split].numpy())
-
-
 def build_tncc_task(splits: dict[str, list[Title]], model: torch.nn.Module, tokenizer, architecture: str,
-                    max_length: int, **kwargs: Any) -> TnccTask:
-    """Tokenize (titles cut from the end to ``max_length`` tokens, the question kept) and wrap for ``fit``."""
+                    max_length: int, **kwargs: Any) -> ClassificationTask:
+    """Tokenize (titles cut from the end to ``max_length`` tokens, the question kept) and wrap for ``fit``;
+    evaluation reports :func:`tncc_metrics`."""
     examples = {s: to_examples(t) for s, t in splits.items()}
     ids = {s: encode(ex, tokenizer, architecture, max_length) for s, ex in examples.items()}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    return TnccTask("TNCC", model, ids, examples, pad, **kwargs)
+    return ClassificationTask(model, ids, examples, pad_token_id(tokenizer),
+                              metrics=lambda pred, gold, ex: tncc_metrics(pred, gold), **kwargs)

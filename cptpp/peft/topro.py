@@ -1,4 +1,4 @@
-"""ToPro: token-level prompt decomposition for sequence labelling (Ma et al., 2024), and its baselines.
+"""ToPro: token-level prompt decomposition for sequence labelling (Ma et al., 2024).
 
 A sentence ``w_1 .. w_n`` becomes ``n`` prompted copies, one per word::
 
@@ -21,13 +21,14 @@ Pieces (each usable alone):
   rows copied from the (tied) input embeddings of the label words; for a ``...ForMaskedLM`` model it copies
   the MLM head, so its logits equal the full MLM logits at the label-word ids. Encoder-decoder models
   (mT5-style) generate the label word: the first generated token after the decoder prefix is scored.
-- Baselines on the same data and loop: :class:`TokenClassifier` (vanilla fine-tuning: a linear head on
-  each word's first subword) and the same with a frozen backbone and a soft prompt (prompt tuning).
-- :class:`ToProTask` / :class:`TokenTask`: ``cptpp.train.fit`` tasks with per-language evaluation.
+- :class:`ToProTask`: the ``cptpp.train.fit`` task, with per-language evaluation.
+
+The baselines on the same data and loop (vanilla fine-tuning and prompt tuning of a token classifier) are in
+:mod:`cptpp.peft.token_classification`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -35,8 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cptpp.config import ConfigError, check_choice, check_range
-from cptpp.peft.prompt import SoftPrompt, prepend_prompt
-from cptpp.peft.tagging_data import TAGS, TASKS, TaggedSentence, TaggingSplits, tagging_metrics
+from cptpp.peft.architecture import detect_architecture
+from cptpp.peft.classification import verbalizer_ids
+from cptpp.peft.tagging_data import TAGS, TASKS, TaggedSentence, TaggingSplits
+from cptpp.peft.token_classification import TaggingTask, pair_layout, word_pieces
+from cptpp.train.batching import pad, pad_batch, pad_token_id
 
 TEMPLATES = {
     "ner": "The named entity of {word} is a kind of: {mask}.",
@@ -102,70 +106,6 @@ class ToProConfig:
 # ---------------------------------------------------------------- tokenization
 
 
-@dataclass(frozen=True)
-class PairLayout:
-    """Where a tokenizer puts its special tokens around a pair ``(A, B)``:
-    ``prefix + A + middle + B + suffix``, with segment (token type) ids for each part."""
-
-    prefix: tuple[int, ...]
-    middle: tuple[int, ...]
-    suffix: tuple[int, ...]
-    type_a: int = 0
-    type_b: int = 0
-
-    @property
-    def num_special(self) -> int:
-        return len(self.prefix) + len(self.middle) + len(self.suffix)
-
-    def join(self, a: Sequence[int], b: Sequence[int]) -> tuple[list[int], list[int]]:
-        """``(input_ids, token_type_ids)`` of the pair."""
-        ids = [*self.prefix, *a, *self.middle, *b, *self.suffix]
-        n_a = len(self.prefix) + len(a) + len(self.middle)
-        return ids, [self.type_a] * n_a + [self.type_b] * (len(ids) - n_a)
-
-
-def pair_layout(tokenizer) -> PairLayout:
-    """Probe ``tokenizer`` with a two-segment input to learn its special-token layout (works for any fast
-    tokenizer: BERT ``[CLS] A [SEP] B [SEP]``, XLM-R ``<s> A </s></s> B </s>``, T5 ``A </s> B </s>``)."""
-    enc = tokenizer("a", "b", return_token_type_ids=True)
-    try:
-        seq = enc.sequence_ids()
-    except (ValueError, AttributeError):  # slow tokenizer: no alignment information; plain concatenation
-        return PairLayout((), (), ())
-    ids = list(enc["input_ids"])
-    types = list(enc.get("token_type_ids") or [0] * len(ids))
-    a = [i for i, s in enumerate(seq) if s == 0]
-    b = [i for i, s in enumerate(seq) if s == 1]
-    if not a or not b:
-        return PairLayout((), (), ())
-    return PairLayout(tuple(ids[: a[0]]), tuple(ids[a[-1] + 1: b[0]]), tuple(ids[b[-1] + 1:]),
-                      types[a[0]], types[b[0]])
-
-
-def word_pieces(tokenizer, words: Sequence[str]) -> list[list[int]]:
-    """Sub-token ids of each word, tokenized on its own (a word that tokenizes to nothing becomes
-    ``[unk]`` so every word keeps a place)."""
-    if not words:
-        return []
-    enc = tokenizer(list(words), add_special_tokens=False)["input_ids"]
-    unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
-    return [list(ids) if len(ids) else [unk] for ids in enc]
-
-
-def label_token_ids(tokenizer, label_words: dict[str, str], tags: Sequence[str]) -> list[int]:
-    """First sub-token id of each tag's label word, in ``tags`` order; they must be distinct."""
-    ids = []
-    for tag in tags:
-        toks = tokenizer(label_words[tag], add_special_tokens=False)["input_ids"]
-        if not toks:
-            raise ConfigError(f"label word {label_words[tag]!r} of tag {tag} tokenizes to nothing")
-        ids.append(toks[0])
-    if len(set(ids)) != len(ids):
-        dup = [tags[i] for i, t in enumerate(ids) if ids.count(t) > 1]
-        raise ConfigError(f"label words of tags {dup} share a first sub-token; choose distinct words")
-    return ids
-
-
 def mask_token_id(tokenizer) -> int:
     """The MLM mask token, or the first T5 sentinel ``<extra_id_0>`` for span-corruption seq2seq models."""
     if tokenizer.mask_token_id is not None:
@@ -199,9 +139,9 @@ class ToProTemplate:
         pre, rest = cfg.template.split("{word}")
         mid, post = rest.split("{mask}")
         self.pre, self.mid, self.post = (word_pieces(tokenizer, [s])[0] if s.strip() else [] for s in (pre, mid, post))
-        self.label_ids = label_token_ids(tokenizer, cfg.label_words, cfg.tags)
+        self.label_ids = verbalizer_ids(tokenizer, [cfg.label_words[t] for t in cfg.tags])
         self.tag_index = {t: i for i, t in enumerate(cfg.tags)}
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_token_id(tokenizer)
 
     def prompt(self, pieces: Sequence[int]) -> list[int]:
         """Template ids for one word's sub-tokens (cut to ``max_word_tokens``); holds one mask id."""
@@ -279,15 +219,9 @@ class UnitBatch:
 
 
 def collate_units(units: Sequence[Unit], pad_id: int) -> UnitBatch:
-    length = max(len(u.input_ids) for u in units)
-    ids = torch.full((len(units), length), pad_id, dtype=torch.long)
-    types = torch.zeros((len(units), length), dtype=torch.long)
-    mask = torch.zeros((len(units), length), dtype=torch.long)
-    for i, u in enumerate(units):
-        n = len(u.input_ids)
-        ids[i, :n] = torch.tensor(u.input_ids)
-        types[i, :n] = torch.tensor(u.token_type_ids)
-        mask[i, :n] = 1
+    """Right-padded :class:`UnitBatch` of ``units``."""
+    ids, mask = pad_batch([u.input_ids for u in units], pad_id)
+    types = pad([u.token_type_ids for u in units], 0)
     return UnitBatch(ids, types, mask, torch.tensor([u.mask_pos for u in units]),
                      torch.tensor([u.label for u in units]), [u.sentence for u in units], [u.word for u in units])
 
@@ -307,11 +241,6 @@ def decode_tags(batches_logits: Sequence[tuple[UnitBatch, torch.Tensor]], word_c
 
 
 # ---------------------------------------------------------------- models
-
-
-def detect_architecture(model: nn.Module) -> str:
-    cfg = getattr(model, "config", None)
-    return "encoder-decoder" if cfg is not None and getattr(cfg, "is_encoder_decoder", False) else "encoder"
 
 
 def _mlm_transform(model: nn.Module) -> tuple[nn.Linear, nn.Module, nn.Module] | None:
@@ -421,122 +350,10 @@ def decoder_prefix_for(backbone: nn.Module, tokenizer) -> list[int]:
     return [start] if tokenizer.mask_token_id is not None else [start, mask_token_id(tokenizer)]
 
 
-# ---------------------------------------------------------------- baselines
-
-
-class TokenClassifier(nn.Module):
-    """Vanilla token classification: ``Linear(H, C)`` on each word's first sub-token state.
-
-    With ``prompt`` (a :class:`SoftPrompt`) and ``train_backbone=False`` this is prompt tuning for tagging:
-    the prompt is prepended to the input embeddings and only the prompt and the head train.
-    forward(input_ids, attention_mask ``[B, L]``, first ``[B, W]`` word-start positions) -> ``[B, W, C]``.
-    """
-
-    def __init__(self, backbone: nn.Module, num_tags: int, prompt: SoftPrompt | None = None,
-                 train_backbone: bool = True):
-        super().__init__()
-        self.backbone = backbone.base_model
-        for p in self.backbone.parameters():
-            p.requires_grad_(train_backbone)
-        self.prompt = prompt
-        self.head = nn.Linear(self.backbone.get_input_embeddings().weight.shape[1], num_tags)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        n_prompt = 0
-        if self.prompt is None:
-            hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        else:
-            embeds = self.backbone.get_input_embeddings()(input_ids)
-            embeds, mask = prepend_prompt(self.prompt.values(), embeds, attention_mask)
-            hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-            n_prompt = self.prompt.num_tokens
-        rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
-        return self.head(hidden[rows, first + n_prompt])
-
-
-@dataclass
-class WordBatch:
-    """``input_ids``/``attention_mask`` ``[B, L]``, ``first`` ``[B, W]`` (first sub-token of each word, 0 for
-    padding), ``labels`` ``[B, W]`` (-100 for padding/unknown), ``n_words`` per sentence."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    first: torch.Tensor
-    labels: torch.Tensor
-    n_words: list[int] = field(default_factory=list)
-
-
-def encode_words(tokenizer, sentences: Sequence[TaggedSentence], tag_index: dict[str, int],
-                 max_length: int) -> list[tuple[list[int], list[int], list[int]]]:
-    """Per sentence ``(ids, first_positions, labels)``. Words cut by ``max_length`` keep position 0 (the
-    first special token) so every word still gets a prediction (scored as whatever the head says there)."""
-    layout = pair_layout(tokenizer)
-    single_prefix = len(layout.prefix)
-    out = []
-    for s in sentences:
-        pieces = word_pieces(tokenizer, s.words)
-        room = max_length - layout.num_special + len(layout.middle)  # single segment: prefix + A + suffix
-        ids, first, full = list(layout.prefix), [], False
-        for p in pieces:
-            full = full or len(ids) - single_prefix + len(p) > room
-            if full:  # truncation: this word and every later one are cut
-                first.append(0)
-                continue
-            first.append(len(ids))
-            ids.extend(p)
-        ids.extend(layout.suffix if layout.suffix else layout.middle)
-        out.append((ids, first, [tag_index[t] for t in s.tags]))
-    return out
-
-
-def collate_words(items: Sequence[tuple[list[int], list[int], list[int]]], pad_id: int) -> WordBatch:
-    length = max(len(i[0]) for i in items)
-    width = max(len(i[1]) for i in items)
-    ids = torch.full((len(items), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(items), length), dtype=torch.long)
-    first = torch.zeros((len(items), width), dtype=torch.long)
-    labels = torch.full((len(items), width), -100, dtype=torch.long)
-    for b, (i, f, lab) in enumerate(items):
-        ids[b, : len(i)] = torch.tensor(i)
-        mask[b, : len(i)] = 1
-        first[b, : len(f)] = torch.tensor(f)
-        labels[b, : len(lab)] = torch.tensor(lab)
-    return WordBatch(ids, mask, first, labels, [len(f) for _, f, _ in items])
-
-
 # ---------------------------------------------------------------- fit() tasks
 
 
-class _TaggingTask:
-    """Shared evaluation: ``evaluate("valid" | "test" | "<lang>")`` -> :func:`tagging_metrics`."""
-
-    model: nn.Module
-
-    def __init__(self, splits: TaggingSplits, device: torch.device | str = "cpu"):
-        self.splits, self.device = splits, torch.device(device)
-        self.task = splits.task
-
-    def sentences(self, split: str) -> list[TaggedSentence]:
-        if split in ("train", "valid", "test"):
-            return getattr(self.splits, split)
-        if split not in self.splits.zero_shot:
-            raise ConfigError(f"no evaluation set {split!r}; have valid, test, {', '.join(self.splits.zero_shot)}")
-        return self.splits.zero_shot[split]
-
-    def predict(self, sentences: Sequence[TaggedSentence]) -> list[list[str]]:
-        raise NotImplementedError
-
-    def evaluate(self, split: str) -> dict[str, float]:
-        sents = self.sentences(split)
-        was_training = self.model.training
-        self.model.eval()
-        with torch.no_grad():
-            pred = self.predict(sents)
-        self.model.train(was_training)
-        return tagging_metrics(self.task, [list(s.tags) for s in sents], pred)
-
-
-class ToProTask(_TaggingTask):
+class ToProTask(TaggingTask):
     """``cptpp.train.fit`` task for :class:`ToProTagger`: one epoch = every training sentence once, with
     all (or ``train_words_per_sentence`` sampled) word copies, packed by the token budget."""
 
@@ -571,44 +388,3 @@ class ToProTask(_TaggingTask):
             batch = collate_units(units, self.template.pad_id)
             results.append((batch, self.model(batch.to(self.device)).cpu()))
         return decode_tags(results, [len(s.words) for s in sentences], self.cfg.tags)
-
-
-class TokenTask(_TaggingTask):
-    """``cptpp.train.fit`` task for :class:`TokenClassifier` (vanilla fine-tuning or prompt tuning)."""
-
-    def __init__(self, model: TokenClassifier, tokenizer, splits: TaggingSplits, max_length: int = 256,
-                 batch_size: int = 16, eval_batch_size: int = 64, device: torch.device | str = "cpu"):
-        super().__init__(splits, device)
-        check_range("batch_size", batch_size, 1)
-        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
-        self.tags = TAGS[splits.task]
-        self.tag_index = {t: i for i, t in enumerate(self.tags)}
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.train_items = encode_words(tokenizer, splits.train, self.tag_index, max_length)
-
-    def batches(self, epoch: int, generator: torch.Generator) -> list[WordBatch]:
-        order = torch.randperm(len(self.train_items), generator=generator).tolist()
-        return [collate_words([self.train_items[i] for i in order[k: k + self.batch_size]], self.pad_id)
-                for k in range(0, len(order), self.batch_size)]
-
-    def _logits(self, b: WordBatch) -> torch.Tensor:
-        return self.model(b.input_ids.to(self.device), b.attention_mask.to(self.device), b.first.to(self.device))
-
-    def loss(self, batch: WordBatch) -> torch.Tensor:
-        logits = self._logits(batch)
-        return F.cross_entropy(logits.flatten(0, 1), batch.labels.to(self.device).flatten(), ignore_index=-100)
-
-    def predict(self, sentences: Sequence[TaggedSentence]) -> list[list[str]]:
-        items = encode_words(self.tokenizer, sentences, self.tag_index, self.max_length)
-        out = []
-        for k in range(0, len(items), self.eval_batch_size):
-            b = collate_words(items[k: k + self.eval_batch_size], self.pad_id)
-            pred = self._logits(b).argmax(-1).cpu()
-            out.extend([[self.tags[t] for t in pred[i, :n].tolist()] for i, n in enumerate(b.n_words)])
-        return out
-
-
-def trainable_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from cptpp.config import ConfigError, check_range
 from cptpp.io import save_torch
 from cptpp.peft.prompt import SoftPrompt
+from cptpp.train.params import load_trained_state, trained_state
 
 FORMAT = "cptpp.xprompt/1"
 
@@ -168,19 +169,6 @@ def prune_pieces(prompt: MaskedSoftPrompt, piece_scores: torch.Tensor, ratio: fl
     _prune_lowest(prompt.piece_mask, piece_scores, eligible, min(round(ratio * total), total - 1))
 
 
-@torch.no_grad()
-def rewind(model: torch.nn.Module, stage1: dict[str, torch.Tensor]) -> None:
-    """Copy the stage-1 values back into ``model``'s parameters named in ``stage1`` (masks untouched)."""
-    params = dict(model.named_parameters())
-    for name, value in stage1.items():
-        params[name].copy_(value)
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached copy of every parameter that requires grad (the stage-1 solution to rewind to)."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
 def save_pruned_prompt(path: str | Path, prompt: MaskedSoftPrompt) -> None:
     """Write masks and values (pruned entries stored as 0) so :func:`load_pruned_prompt` rebuilds it."""
     save_torch(path, {
@@ -226,7 +214,7 @@ def xprompt_search(model: torch.nn.Module, prompt: MaskedSoftPrompt, cfg: XPromp
     piece ratios, starting from the token mask with the best validation ``cfg.metric``. Returns every
     record and the best one (model is left at the best configuration's retrained values).
     """
-    stage1 = trainable_state(model)
+    stage1 = trained_state(model)
     records: list[PruneRecord] = []
 
     def step(level: str, ratio: float) -> PruneRecord:
@@ -236,12 +224,12 @@ def xprompt_search(model: torch.nn.Module, prompt: MaskedSoftPrompt, cfg: XPromp
             prune_tokens(prompt, tok_scores, ratio)
         else:
             prune_pieces(prompt, piece_scores, ratio)
-        rewind(model, stage1)
+        load_trained_state(model, stage1, "stage-1 state")  # rewind (masks are buffers: untouched)
         results = retrain(f"{level}{ratio:g}")
         rec = PruneRecord(level, ratio, prompt.num_parameters(), len(prompt.alive_tokens()), results,
                           prompt.token_mask.tolist(), prompt.piece_mask.tolist())
         records.append(rec)
-        best_states[id(rec)] = trainable_state(model)
+        best_states[id(rec)] = trained_state(model)
         return rec
 
     best_states: dict[int, dict[str, torch.Tensor]] = {}
@@ -262,4 +250,4 @@ def xprompt_search(model: torch.nn.Module, prompt: MaskedSoftPrompt, cfg: XPromp
 def _restore(model, prompt: MaskedSoftPrompt, rec: PruneRecord, states: dict[int, dict]) -> None:
     prompt.token_mask.copy_(torch.tensor(rec.token_mask))
     prompt.piece_mask.copy_(torch.tensor(rec.piece_mask))
-    rewind(model, states[id(rec)])
+    load_trained_state(model, states[id(rec)], f"state after {rec.level} {rec.ratio:g}")

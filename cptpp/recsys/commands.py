@@ -74,7 +74,8 @@ def _default_out(*parts: str) -> str:
 
 
 def _train_recommender(args, forced: dict) -> tuple:
-    from cptpp.recsys.task import RecTask, count_parameters
+    from cptpp.recsys.task import RecTask
+    from cptpp.train.params import count_parameters
     from cptpp.train import fit, resolve_device, seed_everything
 
     file_values = load_json_config(args.config) if args.config else {}
@@ -92,7 +93,7 @@ def _train_recommender(args, forced: dict) -> tuple:
           f"{s['train']}/{s['valid']}/{s['test']} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     seed_everything(train_cfg.seed)  # model initialization is part of the run's seed
     task = RecTask(data, rec_cfg, device)
-    print(f"{rec_cfg.model} ({rec_cfg.mode}): {count_parameters(task.model):,} trainable parameters, "
+    print(f"{rec_cfg.model} ({rec_cfg.mode}): {count_parameters(task.model).trainable:,} trainable parameters, "
           f"device {device}, run dir {train_cfg.out}", file=sys.stderr)
     results = fit(task, train_cfg, run_config={
         "data": asdict(data_cfg), "model": asdict(rec_cfg), "dataset_stats": s})
@@ -119,7 +120,7 @@ def run_pretrain(args) -> int:
 
 def run_prompt_tune(args) -> int:
     from cptpp.recsys.prompt_tuning import PromptTuningTask, load_pretrained
-    from cptpp.recsys.task import count_parameters
+    from cptpp.train.params import count_parameters
     from cptpp.train import fit, resolve_device, seed_everything
 
     encoder, pre_cfg = load_pretrained(args.pretrained)
@@ -134,7 +135,7 @@ def run_prompt_tune(args) -> int:
     seed_everything(train_cfg.seed)
     task = PromptTuningTask(encoder, data, tune_cfg, device)
     print(f"CPTPP-{tune_cfg.prompt} ({tune_cfg.mode}, tune={tune_cfg.tune}): "
-          f"{count_parameters(task.model):,} trainable parameters, run dir {train_cfg.out}", file=sys.stderr)
+          f"{count_parameters(task.model).trainable:,} trainable parameters, run dir {train_cfg.out}", file=sys.stderr)
     if tune_cfg.mode == "official-code":
         print("mode=official-code: prompt layers stay untrained and the best epoch is chosen on TEST, "
               "as in the reference implementation; do not report these as validated results", file=sys.stderr)

@@ -36,8 +36,8 @@ from cptpp.recsys.objectives import bpr_loss, l2_penalty
 from cptpp.recsys.prompts import (PromptGenerator, high_order_profile,
                                   historical_profile, interaction_graph, make_fusion, nmf)
 from cptpp.recsys.sampling import NegativeSampler, bpr_batches, num_bpr_batches
-from cptpp.recsys.task import SizedIterable
 from cptpp.train import distributed as dist
+from cptpp.train.batching import SizedIterable
 from graph_tools.sparse import normalized_bipartite_graph
 
 # --------------------------------------------------------------------------- artifacts

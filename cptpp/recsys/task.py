@@ -1,7 +1,6 @@
 """A recommendation task for the shared training loop: data + LightGCN encoder + objective."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from cptpp.config import ConfigError, check_choice
@@ -12,6 +11,7 @@ from cptpp.recsys.interactions import Interactions
 from cptpp.recsys.objectives import OBJECTIVES
 from cptpp.recsys.sampling import NegativeSampler, bpr_batches, num_bpr_batches
 from cptpp.train import distributed as dist
+from cptpp.train.batching import SizedIterable
 from graph_tools.sparse import normalized_bipartite_graph
 
 class RecTask:
@@ -68,20 +68,3 @@ class RecTask:
         user_emb, item_emb = self.embeddings()
         return evaluate_embeddings(user_emb, item_emb, self._csr[split], exclude, ks=self.cfg.ks,
                                    block_size=self.cfg.eval_block)
-
-
-class SizedIterable:
-    """An iterator with a known length (for the progress bar)."""
-
-    def __init__(self, it, n: int):
-        self.it, self.n = it, n
-
-    def __iter__(self):
-        return iter(self.it)
-
-    def __len__(self) -> int:
-        return self.n
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return int(sum(np.prod(p.shape) for p in model.parameters() if p.requires_grad))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import importlib
 
-_ADAPTERS = ("LORA_TARGETS", "PARTIAL_TARGETS", "MambaPeftConfig", "ParamCount", "apply_mamba_peft",
-             "count_parameters", "load_mamba_peft", "mamba_peft_state_dict", "merge_mamba_peft", "save_mamba_peft",
-             "use_cptpp_scan")
-_EXPORTS = {name: "cptpp.peft.mamba.adapters" for name in _ADAPTERS} | {
+_TUNERS = ("ADDED_NAMES", "LORA_TARGETS", "PARTIAL_TARGETS", "MambaPeftConfig", "apply_mamba_peft",
+           "load_mamba_peft", "merge_mamba_peft", "save_mamba_peft", "use_cptpp_scan")
+_EXPORTS = {name: "cptpp.peft.mamba.tuners" for name in _TUNERS} | {
     "selective_scan": "cptpp.peft.mamba.scan", "selective_scan_chunked": "cptpp.peft.mamba.scan",
     "PretrainConfig": "cptpp.peft.mamba.pretrain_config", "pretrain": "cptpp.peft.mamba.pretrain",
 }

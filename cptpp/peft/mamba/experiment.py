@@ -14,9 +14,8 @@ from typing import Any, Sequence
 import torch
 from transformers import MambaConfig, MambaForCausalLM
 
-from cptpp.peft.mamba.adapters import MambaPeftConfig, apply_mamba_peft, count_parameters, use_cptpp_scan
+from cptpp.peft.mamba.tuners import ADDED_NAMES, MambaPeftConfig, apply_mamba_peft, use_cptpp_scan
 from cptpp.peft.multiple_choice import (
-    ByteTokenizer,
     MCExample,
     accuracy,
     best_choices,
@@ -24,11 +23,13 @@ from cptpp.peft.multiple_choice import (
     choice_scores,
     context_text,
     load_commonsense,
-    pad_batch,
     split_examples,
     training_example,
 )
+from cptpp.peft.tokenizers import ByteTokenizer
 from cptpp.train import TrainConfig, fit
+from cptpp.train.batching import pad, pad_token_id
+from cptpp.train.params import count_parameters
 
 
 @dataclass
@@ -62,8 +63,7 @@ def load_base(model_path: str | None, seed: int = 0, device: str = "cpu") -> Bas
             return Base(model, ByteTokenizer(), ByteTokenizer.pad_token_id, describe(info, model_path))
         tok = AutoTokenizer.from_pretrained(model_path)
         model = MambaForCausalLM.from_pretrained(model_path).to(device)
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        return Base(model, tok, pad, f"pre-trained checkpoint {model_path}")
+        return Base(model, tok, pad_token_id(tok), f"pre-trained checkpoint {model_path}")
     torch.manual_seed(seed)
     model = MambaForCausalLM(tiny_mamba_config()).to(device)
     return Base(model, ByteTokenizer(), ByteTokenizer.pad_token_id,
@@ -86,7 +86,7 @@ def _batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: i
     out = []
     for s in range(0, len(order), batch_size):
         chunk = [rows[i] for i in order[s:s + batch_size]]
-        out.append((pad_batch([r[0] for r in chunk], pad_id), pad_batch([r[1] for r in chunk], -100)))
+        out.append((pad([r[0] for r in chunk], pad_id), pad([r[1] for r in chunk], -100)))
     return out
 
 
@@ -160,7 +160,7 @@ def finetune(base: Base, splits: dict[str, list[MCExample]], peft: MambaPeftConf
         use_cptpp_scan(model).requires_grad_(True)
     else:
         apply_mamba_peft(model, peft)
-    count = count_parameters(model)
+    count = count_parameters(model, added=ADDED_NAMES)
     task = MultipleChoiceTask(model, base.tokenizer, splits, pad_id=base.pad_id, batch_size=batch_size,
                               max_len=max_len, mode=mode)
     results = fit(task, train)

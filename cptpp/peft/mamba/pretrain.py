@@ -31,11 +31,12 @@ from transformers import MambaConfig, MambaForCausalLM
 
 from cptpp.config import ConfigError
 from cptpp.io import append_jsonl, save_torch, write_json
-from cptpp.peft.mamba.adapters import use_cptpp_scan
 from cptpp.peft.mamba.corpus import Corpus, build_corpus, heldout_windows, random_windows
 from cptpp.peft.mamba.pretrain_config import RESUMABLE_CHANGES, PretrainConfig
-from cptpp.peft.multiple_choice import ByteTokenizer
+from cptpp.peft.mamba.tuners import use_cptpp_scan
+from cptpp.peft.tokenizers import ByteTokenizer
 from cptpp.train.allocator import keep_freed_memory
+from cptpp.train.params import count_parameters
 
 MARKER = "cptpp_byte_lm.json"
 
@@ -150,7 +151,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, devi
 
     torch.manual_seed(cfg.seed)
     model = use_cptpp_scan(MambaForCausalLM(byte_mamba_config(cfg))).to(device).train()
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = count_parameters(model).base
     opt = _optimizer(model, cfg, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, bytes_seen, elapsed = 0, 0, 0.0

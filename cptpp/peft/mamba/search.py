@@ -6,13 +6,12 @@ the best trial is reported once, at the end.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 from cptpp.io import append_jsonl, write_json
-from cptpp.peft.mamba.adapters import MambaPeftConfig
+from cptpp.peft.mamba.tuners import MambaPeftConfig
 
 SEARCH_LORA_TARGETS = ("in_proj_x", "x_proj", "dt_proj", "out_proj", "conv1d")
 SEARCH_PARTIAL_TARGETS = ("A_log", "D", "conv1d", "dt_bias", "norm")
@@ -68,7 +67,3 @@ def hybrid_search(run: Callable[[MambaPeftConfig, float], dict[str, Any]], n_tri
     best = results[study.best_trial.number] | {"n_trials": n_trials, "completed": len(done)}
     write_json(out / "best.json", best)
     return best
-
-
-def load_best(out: str | Path) -> dict[str, Any]:
-    return json.loads((Path(out) / "best.json").read_text())

@@ -31,6 +31,7 @@ from transformers.models.mamba.modeling_mamba import MambaMixer, MambaRMSNorm
 
 from cptpp.config import ConfigError, check_choice, check_range
 from cptpp.io import save_torch
+from cptpp.train.params import load_trained_state, trained_state
 from cptpp.peft.mamba.scan import selective_scan_chunked
 
 LORA_TARGETS = ("in_proj", "in_proj_x", "in_proj_z", "x_proj", "dt_proj", "out_proj", "conv1d", "embeddings")
@@ -333,27 +334,9 @@ def use_cptpp_scan(model: nn.Module) -> nn.Module:
     return model
 
 
-@dataclass
-class ParamCount:
-    trainable: int
-    base: int  # parameters of the model without adapters
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.trainable / max(self.base, 1)
-
-
-def count_parameters(model: nn.Module) -> ParamCount:
-    """Trainable parameters vs. the base model's own (adapter tensors excluded from ``base``)."""
-    names = dict(model.named_parameters())
-    adapter = sum(p.numel() for k, p in names.items() if "mamba_peft" in k)
-    trainable = sum(p.numel() for p in names.values() if p.requires_grad)
-    return ParamCount(trainable=trainable, base=sum(p.numel() for p in names.values()) - adapter)
-
-
-def mamba_peft_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Only what training changes: every trainable tensor, by its parameter name."""
-    return {k: p.detach().cpu().clone() for k, p in model.named_parameters() if p.requires_grad}
+# every tensor a MambaPEFT method adds lives under a "mamba_peft*" attribute: the parameter-name parts that
+# are not base-model parameters (``cptpp.train.params.count_parameters(model, added=ADDED_NAMES)``)
+ADDED_NAMES = ("mamba_peft",)
 
 
 def save_mamba_peft(model: nn.Module, path: str | Path) -> None:
@@ -361,7 +344,7 @@ def save_mamba_peft(model: nn.Module, path: str | Path) -> None:
     cfg = getattr(model, "mamba_peft_config", None)
     if cfg is None:
         raise ConfigError("model has no MambaPEFT adapters to save (call apply_mamba_peft first)")
-    save_torch(path, {"config": asdict(cfg), "state": mamba_peft_state_dict(model)})
+    save_torch(path, {"config": asdict(cfg), "state": trained_state(model)})
 
 
 def load_mamba_peft(model: nn.Module, path: str | Path) -> nn.Module:
@@ -372,16 +355,7 @@ def load_mamba_peft(model: nn.Module, path: str | Path) -> nn.Module:
         apply_mamba_peft(model, cfg)
     elif asdict(model.mamba_peft_config) != asdict(cfg):
         raise ConfigError(f"{path}: saved config {asdict(cfg)} differs from the model's {asdict(model.mamba_peft_config)}")
-    params = dict(model.named_parameters())
-    want = {k for k, p in params.items() if p.requires_grad}
-    missing, unexpected = sorted(want - set(blob["state"])), sorted(set(blob["state"]) - want)
-    if missing or unexpected:
-        raise ConfigError(f"{path}: adapter tensors do not match the model (missing {missing}, unexpected {unexpected})")
-    with torch.no_grad():
-        for k, v in blob["state"].items():
-            if params[k].shape != v.shape:
-                raise ConfigError(f"{path}: {k} has shape {tuple(v.shape)}, model expects {tuple(params[k].shape)}")
-            params[k].copy_(v)
+    load_trained_state(model, blob["state"], path)
     return model
 
 

@@ -1,0 +1,139 @@
+"""Text(-pair) classification with any Hugging Face backbone: examples, verbalizer ids, encoding, metrics and
+the ``cptpp.train.fit`` task that SuperGLUE, TNCC and the PEFT methods on them share.
+
+An example is a pair ``(text_a, text_b)`` (context, question about it). An encoder reads the pair
+``[CLS] a [SEP] b [SEP]``; an LM reads ``"{text_a}\\n{text_b}\\nAnswer:"`` and a class is scored by the
+logit of its verbalizer word's first sub-token (:func:`verbalizer_ids`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cptpp.config import ConfigError, check_range
+from cptpp.train.batching import pad_batch
+
+
+@dataclass(frozen=True)
+class Example:
+    """text_a: the long context (passage/premise/sentence/title); text_b: the question about it; label: class
+    index; group: which question an answer option belongs to (MultiRC EM), else the example's id."""
+
+    text_a: str
+    text_b: str
+    label: int
+    group: str
+
+
+# ---------------------------------------------------------------- tokenization
+
+
+def verbalizer_ids(tokenizer, words: Sequence[str], architecture: str = "encoder") -> list[int]:
+    """First sub-token id of each verbalizer word, in order; they must be distinct.
+
+    A decoder reads the word right after "Answer:", so it is tokenized with a leading space; a masked LM
+    or an encoder-decoder predicts it on its own (no space).
+    """
+    ids = []
+    for w in words:
+        text = " " + w if architecture == "decoder" else w
+        toks = tokenizer.encode(text, add_special_tokens=False)
+        if not toks:
+            raise ConfigError(f"verbalizer word {w!r} tokenizes to nothing")
+        ids.append(toks[0])
+    if len(set(ids)) != len(ids):
+        dup = [w for w, i in zip(words, ids) if ids.count(i) > 1]
+        raise ConfigError(f"verbalizer words {dup} share a first token; pick distinct words")
+    return ids
+
+
+def encode(examples: Sequence[Example], tokenizer, architecture: str, max_length: int) -> list[list[int]]:
+    """Token ids per example (unpadded). Encoder: ``[CLS] a [SEP] b [SEP]`` truncated longest-first;
+    LM: ``a \\n b \\nAnswer:`` with ``a`` cut from the end so the question and "Answer:" always survive."""
+    if architecture == "encoder":
+        enc = tokenizer([e.text_a for e in examples], [e.text_b for e in examples],
+                        truncation="longest_first", max_length=max_length)
+        return [list(ids) for ids in enc["input_ids"]]
+    eos = [tokenizer.eos_token_id] if architecture == "encoder-decoder" and tokenizer.eos_token_id is not None else []
+    out = []
+    for e in examples:
+        tail = tokenizer.encode("\n" + e.text_b + "\nAnswer:", add_special_tokens=False) + eos
+        head = tokenizer.encode(e.text_a, add_special_tokens=False)[: max(0, max_length - len(tail))]
+        out.append((head + tail)[-max_length:])
+    return out
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def accuracy(pred: np.ndarray, gold: np.ndarray) -> float:
+    return float((np.asarray(pred) == np.asarray(gold)).mean())
+
+
+def f1_binary(pred: np.ndarray, gold: np.ndarray, positive: int = 1) -> float:
+    """F1 of class ``positive`` (0 when it is never predicted nor present)."""
+    pred, gold = np.asarray(pred) == positive, np.asarray(gold) == positive
+    tp = float((pred & gold).sum())
+    denom = float(pred.sum() + gold.sum())
+    return 2 * tp / denom if denom else 0.0
+
+
+def f1_macro(pred: np.ndarray, gold: np.ndarray, num_classes: int) -> float:
+    """Unweighted mean of per-class F1 (SuperGLUE's CB F1, TNCC's macro-F1)."""
+    return float(np.mean([f1_binary(pred, gold, c) for c in range(num_classes)]))
+
+
+# ---------------------------------------------------------------- the fit() task
+
+Metrics = Callable[[np.ndarray, np.ndarray, Sequence[Example]], dict[str, float]]
+
+
+class ClassificationTask:
+    """Adapter for ``cptpp.train.fit``: ``model(input_ids, attention_mask) -> logits [B, C]`` trained with
+    cross-entropy. Splits are token-id lists (from :func:`encode`), right-padded per batch with ``pad_id``.
+
+    ``metrics(pred, gold, examples)`` scores a split (default: accuracy); it must report the loop's metric.
+    """
+
+    def __init__(self, model: torch.nn.Module, ids: dict[str, list[list[int]]], examples: dict[str, list[Example]],
+                 pad_id: int, batch_size: int = 16, eval_batch_size: int = 64,
+                 device: torch.device | str = "cpu", metrics: Metrics | None = None):
+        check_range("batch_size", batch_size, 1)
+        self.model, self.ids, self.examples = model, ids, examples
+        self.labels = {s: torch.tensor([e.label for e in ex]) for s, ex in examples.items()}
+        self.pad_id, self.batch_size, self.eval_batch_size = pad_id, batch_size, eval_batch_size
+        self.device = torch.device(device)
+        self.metrics = metrics or (lambda pred, gold, examples: {"accuracy": accuracy(pred, gold)})
+
+    def _batch(self, split: str, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids, mask = pad_batch([self.ids[split][i] for i in idx], self.pad_id)
+        return ids.to(self.device), mask.to(self.device), self.labels[split][idx].to(self.device)
+
+    def batches(self, epoch: int, generator: torch.Generator):
+        perm = torch.randperm(len(self.ids["train"]), generator=generator)
+        return [self._batch("train", perm[i: i + self.batch_size].tolist())
+                for i in range(0, len(perm), self.batch_size)]
+
+    def iter_split(self, split: str, batch_size: int | None = None):
+        """Batches ``(input_ids, attention_mask, labels)`` of ``split`` in order."""
+        bs = batch_size or self.eval_batch_size
+        n = len(self.ids[split])
+        return (self._batch(split, list(range(i, min(i + bs, n)))) for i in range(0, n, bs))
+
+    def loss(self, batch) -> torch.Tensor:
+        input_ids, mask, labels = batch
+        return F.cross_entropy(self.model(input_ids, mask), labels)
+
+    def predict(self, split: str) -> np.ndarray:
+        preds = []
+        with torch.no_grad():
+            for input_ids, mask, _ in self.iter_split(split):
+                preds.append(self.model(input_ids, mask).argmax(-1).cpu())
+        return torch.cat(preds).numpy()
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        return self.metrics(self.predict(split), self.labels[split].numpy(), self.examples[split])
