@@ -23,10 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from graph_tools.cpg import EdgeType, build_cpg, split_methods  # noqa: E402
-from graph_tools.cpg.languages import get_spec  # noqa: E402
+from graph_tools.cpg import EdgeType, build_cpg, split_methods
+from graph_tools.cpg.languages import get_spec
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "code"
 
