@@ -113,8 +113,8 @@ def main(argv=None) -> int:
 
     meta = {"base": base.description, "base_pretraining": byte_lm_info(args.model) if args.model else None,
             "tasks": tasks, "split": "seeded half fine-tune (10% of it valid) / half test",
-            "sizes": {k: len(v) for k, v in splits.items()}, "args": {**vars(args), "out": _shown(out)}, "device": str(device),
-            "torch": torch.__version__, "seconds": time.perf_counter() - t0}
+            "sizes": {k: len(v) for k, v in splits.items()}, "args": {**vars(args), "out": _shown(out)},
+            "device": str(device), "torch": torch.__version__, "seconds": time.perf_counter() - t0}
     write_json(out / "mamba_table.json", {"meta": meta, "rows": rows})
     lines = [f"Base: {base.description}. Tasks: {', '.join(tasks)} (seeded half fine-tune / half test; "
              f"test n={len(splits['test'])}). Accuracy by LM likelihood of the answer label; choice NLL = mean "
