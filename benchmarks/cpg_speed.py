@@ -1,6 +1,6 @@
 """Code property graph builder: throughput, robustness over every code dataset, peer cross-check.
 
-    python benchmarks/cpg_speed.py [--data ../shared/data/code] [--limit N]
+    python benchmarks/cpg_speed.py [--data $CPTPP_DATA_MIRROR/code] [--limit N]
                                    [--peer-python /tmp/peervenv/bin/python --peer-sample 300]
 
 1. Robustness: builds a graph (AST+CFG+DFG+calls) for every method/function of every dataset
@@ -23,12 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from graph_tools.cpg import EdgeType, build_cpg, split_methods
+from graph_tools.cpg.languages import get_spec
 
-from graph_tools.cpg import EdgeType, build_cpg, split_methods  # noqa: E402
-from graph_tools.cpg.languages import get_spec  # noqa: E402
-
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "code"
+# $CPTPP_DATA_MIRROR/code, else the mirror beside the checkout (../shared/data/code, as CI has it)
+DEFAULT_DATA = Path(os.environ.get("CPTPP_DATA_MIRROR")
+                    or Path(__file__).resolve().parents[2] / "shared" / "data") / "code"
 
 
 def decode_docstring_corpus(text: str) -> str:

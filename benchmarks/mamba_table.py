@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cptpp.io import write_json  # noqa: E402
-from cptpp.peft.mamba import MambaPeftConfig  # noqa: E402
-from cptpp.peft.mamba.experiment import finetune, load_base, load_splits, pretrain_tiny  # noqa: E402
-from cptpp.peft.mamba.pretrain import byte_lm_info  # noqa: E402
-from cptpp.peft.mamba.search import hybrid_search  # noqa: E402
-from cptpp.train import TrainConfig  # noqa: E402
-from cptpp.train.loop import resolve_device  # noqa: E402
+from cptpp.io import write_json
+from cptpp.peft.mamba import MambaPeftConfig
+from cptpp.peft.mamba.experiment import finetune, load_base, load_splits, pretrain_tiny
+from cptpp.peft.mamba.pretrain import byte_lm_info
+from cptpp.peft.mamba.search import hybrid_search
+from cptpp.train import TrainConfig
+from cptpp.train.loop import resolve_device
 
 # (row name, config or None for full fine-tuning, learning rate)
 METHODS = [
@@ -50,6 +47,15 @@ METHODS = [
     ("Partial (A_log, D, conv1d, dt bias, norms)",
      MambaPeftConfig(partial_targets=["A_log", "D", "conv1d", "dt_bias", "norm"]), 3e-3),
 ]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repo root when inside it: no machine's absolute path in the results."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def main(argv=None) -> int:
@@ -107,8 +113,8 @@ def main(argv=None) -> int:
 
     meta = {"base": base.description, "base_pretraining": byte_lm_info(args.model) if args.model else None,
             "tasks": tasks, "split": "seeded half fine-tune (10% of it valid) / half test",
-            "sizes": {k: len(v) for k, v in splits.items()}, "args": vars(args), "device": str(device),
-            "torch": torch.__version__, "seconds": time.perf_counter() - t0}
+            "sizes": {k: len(v) for k, v in splits.items()}, "args": {**vars(args), "out": _shown(out)},
+            "device": str(device), "torch": torch.__version__, "seconds": time.perf_counter() - t0}
     write_json(out / "mamba_table.json", {"meta": meta, "rows": rows})
     lines = [f"Base: {base.description}. Tasks: {', '.join(tasks)} (seeded half fine-tune / half test; "
              f"test n={len(splits['test'])}). Accuracy by LM likelihood of the answer label; choice NLL = mean "

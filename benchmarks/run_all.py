@@ -41,11 +41,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import peak_rss  # benchmarks/peak_rss.py: run as a script, this file's own folder is on sys.path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-
-import peak_rss  # noqa: E402
 
 RESULTS = HERE / "results"
 REPORT = HERE / "RESULTS.md"
@@ -361,9 +360,21 @@ class CmdResult:
     timed_out: bool = False
 
 
+def shown_path(arg: str) -> str:
+    """An argument as the report shows it: a path in the checkout relative to the repo root, one in
+    the data mirror relative to it too (``../shared/data/code``), so no machine's absolute path
+    gets into RESULTS.md; anything else unchanged."""
+    if arg.startswith(str(ROOT) + os.sep):
+        return rel(Path(arg))
+    mirror = os.environ.get("CPTPP_DATA_MIRROR")
+    if mirror and os.path.isabs(arg) and (arg == mirror or arg.startswith(mirror.rstrip(os.sep) + os.sep)):
+        return os.path.relpath(arg, ROOT)
+    return arg
+
+
 def display(argv: list[str]) -> str:
     """The command as a reader would type it from the repo root."""
-    shown = [rel(Path(a)) if a.startswith(str(ROOT) + os.sep) else a for a in argv]
+    shown = [shown_path(a) for a in argv]
     if argv and argv[0] == sys.executable and not sys.executable.startswith(str(ROOT) + os.sep):
         shown[0] = "python"
     return shlex.join(shown)

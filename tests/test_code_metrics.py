@@ -1,15 +1,66 @@
-"""ChrF and CodeBLEU against hand-worked examples (and sacrebleu's ChrF when it is installed)."""
+"""BLEU, ChrF and CodeBLEU against hand-worked examples and a from-scratch BLEU reference.
+
+BLEU and ChrF are sacrebleu's; these tests pin what our code tokenization feeds it.
+"""
 import importlib.util
 import math
 import random
+from collections import Counter
 
 import pytest
 
 from cptpp.code import codebleu as cb
-from cptpp.code.metrics import chrf, generation_metrics
+from cptpp.code.metrics import chrf, code_tokens, corpus_bleu, generation_metrics, mean_sentence_bleu, sentence_bleu
 
 needs_java = pytest.mark.skipif(importlib.util.find_spec("tree_sitter_java") is None,
                                 reason="the CPG needs the [code] extra (tree-sitter grammars)")
+
+# ----------------------------------------------------------------------------- BLEU
+
+
+def _reference_bleu(pairs, smooth):
+    """Papineni BLEU-4 on code_tokens from the counts, written out; ``smooth``: add one for n > 1."""
+    match, total, c, r = [0] * 4, [0] * 4, 0, 0
+    for hyp, ref in pairs:
+        ht, rt = code_tokens(hyp), code_tokens(ref)
+        c, r = c + len(ht), r + len(rt)
+        for n in range(1, 5):
+            hc = Counter(tuple(ht[i:i + n]) for i in range(len(ht) - n + 1))
+            rc = Counter(tuple(rt[i:i + n]) for i in range(len(rt) - n + 1))
+            match[n - 1] += sum(min(k, rc[g]) for g, k in hc.items())
+            total[n - 1] += sum(hc.values())
+    if smooth:
+        match = match[:1] + [m + 1 for m in match[1:]]
+        total = total[:1] + [t + 1 for t in total[1:]]
+    if c == 0 or min(match) == 0:
+        return 0.0
+    bp = 1.0 if c > r else math.exp(1 - r / c)
+    return 100 * bp * math.exp(sum(math.log(m / t) for m, t in zip(match, total)) / 4)
+
+
+def test_bleu_keeps_a_string_literal_with_spaces_one_token():
+    # tokens: hyp [x, =, "a  b", ;], ref [x, =, "a c", ;] (split at the spaces they would be 5 and 5)
+    # add-one: p1 = 3/4, p2 = (1+1)/(3+1), p3 = (0+1)/(2+1), p4 = (0+1)/(1+1); BP = 1
+    expected = 100 * math.exp((math.log(3 / 4) + math.log(2 / 4) + math.log(1 / 3) + math.log(1 / 2)) / 4)
+    assert sentence_bleu('x = "a  b";', 'x="a c";') == pytest.approx(expected, abs=1e-12)
+    assert corpus_bleu(['s = "p q\tr" + t ;'], ['s="p q\tr"+t;']) == pytest.approx(100.0)
+    # the escape is one-to-one: a literal that spells the escape out is not the same word
+    assert sentence_bleu('"a\ue000' + '20\ue000b" x', '"a b" x') < 100
+
+
+def test_bleu_matches_a_reference_implementation_on_random_code():
+    rng = random.Random(0)
+    vocab = ["a", "b", "x1", "(", ")", ".", ";", "=", "return", '"s t"', "'\\t'", '"u\u3000v"', "1.5f", "\ue000"]
+    worst = 0.0
+    for _ in range(200):
+        refs = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12))) for _ in range(rng.randint(1, 5))]
+        hyps = ["".join(t if rng.random() < 0.7 else rng.choice(vocab) for t in r.split(" ")) for r in refs]
+        pairs = list(zip(hyps, refs))
+        worst = max(worst, abs(corpus_bleu(hyps, refs) - _reference_bleu(pairs, smooth=False)))
+        expected = sum(_reference_bleu([p], smooth=True) for p in pairs) / len(pairs)
+        worst = max(worst, abs(mean_sentence_bleu(hyps, refs) - expected))
+    assert worst < 1e-10
+
 
 # ----------------------------------------------------------------------------- ChrF
 
@@ -31,17 +82,11 @@ def test_chrf_sums_statistics_over_the_corpus():
         chrf(["a", "b"], ["a"])
 
 
-def test_chrf_matches_sacrebleu():
-    sacrebleu = pytest.importorskip("sacrebleu")
-    rng = random.Random(0)
-    alphabet = "abcde(){};= \n"
-    refs = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(30)]
-    hyps = ["".join(c if rng.random() < 0.7 else rng.choice(alphabet) for c in r) for r in refs]
-    hyps[3] = ""
-    expected = sacrebleu.metrics.CHRF().corpus_score(hyps, [refs]).score
-    assert chrf(hyps, refs) == pytest.approx(expected, abs=1e-9)
-    one = sacrebleu.metrics.CHRF().sentence_score("int x = a.b(c);", ["int y = a.b(c, d);"]).score
-    assert chrf(["int x = a.b(c);"], ["int y = a.b(c, d);"]) == pytest.approx(one, abs=1e-9)
+def test_chrf_counts_hypothesis_ngrams_only_where_the_reference_has_that_order():
+    # sacrebleu: a sentence whose reference has no n-grams of order n adds no hypothesis n-grams either.
+    # hyps "abc", "ab"; refs "a", "ab". n=1: hyp 5, ref 3, match 3; n=2: hyp 0+1, ref 0+1, match 1;
+    # n=3: no hypothesis trigram counted. P = (3/5 + 1) / 2 = 4/5, R = 1, F2 = 5 (4/5) / (16/5 + 1) = 20/21
+    assert chrf(["abc", "ab"], ["a", "ab"]) == pytest.approx(100 * 20 / 21, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- CodeBLEU

@@ -13,10 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ra():
-    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["run_all"] = mod
-    spec.loader.exec_module(mod)
+    # run_all imports its sibling peak_rss (a script's folder is on sys.path); load both from their files
+    for name in ("peak_rss", "run_all"):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
     return mod
 
 
@@ -180,3 +182,18 @@ def test_recbole_step_skipped_when_its_venv_cannot_be_made(ra, tmp_path, monkeyp
     assert "no-venv missing" in rec["note"]
     md = ra.build_report(tmp_path / "results", [step], generated_by="test", machine=MACHINE)
     assert "status **SKIPPED**" in md and "no-venv missing" in md
+
+
+def test_commands_show_checkout_and_mirror_paths_relative(ra, monkeypatch):
+    mirror = ra.ROOT.parent / "mirror-x"
+    monkeypatch.setenv("CPTPP_DATA_MIRROR", str(mirror))
+    argv = ["python", str(ra.ROOT / "benchmarks" / "cpg_speed.py"), "--data", str(mirror / "code"),
+            "--other", str(ra.ROOT.parent / "mirror-x2" / "code"), "--tmp", "/tmp/x"]
+    assert ra.display(argv) == ("python benchmarks/cpg_speed.py --data ../mirror-x/code "
+                                f"--other {ra.ROOT.parent / 'mirror-x2' / 'code'} --tmp /tmp/x")
+
+
+def test_committed_report_has_no_absolute_paths_of_this_machine(ra):
+    text = ra.REPORT.read_text()
+    for folder in {str(ra.ROOT), str(ra.ROOT.parent / "shared")}:
+        assert folder not in text

@@ -157,29 +157,3 @@ def test_node_dropout_removes_all_edges_of_dropped_nodes():
     for u, i in pairs:
         if not dropped[u] and not dropped[20 + i]:
             assert d[u, 20 + i] > 0
-
-
-@pytest.mark.parametrize("scatter", [False, True])
-def test_segment_ops_match_loop_reference(scatter):
-    if scatter and not gs.torch_scatter_available():
-        pytest.skip("torch_scatter not installed")
-    torch.manual_seed(0)
-    src = torch.randn(40, 3)
-    index = torch.randint(0, 6, (40,))
-    index[index == 4] = 5  # segment 4 stays empty
-    s = gs.segment_sum(src, index, 7, use_torch_scatter=scatter)
-    m = gs.segment_mean(src, index, 7, use_torch_scatter=scatter)
-    mx = gs.segment_max(src, index, 7, use_torch_scatter=scatter)
-    for k in range(7):
-        rows = src[index == k]
-        if len(rows):
-            torch.testing.assert_close(s[k], rows.sum(0))
-            torch.testing.assert_close(m[k], rows.mean(0))
-            torch.testing.assert_close(mx[k], rows.max(0).values)
-        else:
-            assert (s[k] == 0).all() and (m[k] == 0).all() and (mx[k] == 0).all()
-
-
-def test_segment_ops_bad_index_is_clear_error():
-    with pytest.raises(ValueError, match=r"\[0, 3\)"):
-        gs.segment_sum(torch.ones(2, 1), torch.tensor([0, 3]), 3)

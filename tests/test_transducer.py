@@ -193,6 +193,32 @@ def test_code_graph_undirected_and_label_rows():
     assert small.num_nodes == 10
 
 
+def _old_code_graph(source, language, labels, max_nodes, undirected):
+    """What code_graph built before it used to_pyg_data + to_undirected: a hand-made symmetric edge set."""
+    from torch_geometric.data import Data
+
+    from graph_tools.cpg import build_cpg
+
+    g = build_cpg(source, language, granularity="method", max_nodes=max_nodes, normalize_labels=True)
+    edges = torch.from_numpy(g.edge_index.astype("int64")).reshape(2, -1)
+    if undirected and edges.numel():
+        edges = torch.unique(torch.cat([edges, edges.flip(0)], 1), dim=1)
+    return Data(label_ids=labels.ids([str(x) for x in g.node_label]), edge_index=edges, num_nodes=g.num_nodes)
+
+
+@pytest.mark.parametrize("undirected", [True, False])
+def test_code_graph_batch_equals_the_hand_built_one(undirected):
+    labels = LabelEmbeddings(hashed_encoder())
+    programs = [(s, "java", 50) for s in SOURCES] + [(SOURCES[1], "java", 10), ("int h() { }", "java", 50),
+                                                      ("def f(a):\n    b = a + 1\n    return b\n", "python", 50)]
+    new = batch_graphs([code_graph(s, lang, labels, n, undirected) for s, lang, n in programs], labels.table())
+    old = batch_graphs([_old_code_graph(s, lang, labels, n, undirected) for s, lang, n in programs], labels.table())
+    assert new.num_graphs == old.num_graphs == len(programs)
+    for key in ("edge_index", "label_ids", "x", "batch", "ptr"):
+        assert torch.equal(new[key], old[key]), key
+    assert new.edge_index.shape[1] > 0
+
+
 def test_label_embeddings_encode_each_label_once_and_cache_on_disk(tmp_path):
     calls = []
     path = tmp_path / "labels.pt"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -37,10 +38,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE.parent))
-
-import peak_rss  # noqa: E402  (benchmarks/peak_rss.py; stdlib only, fine in the RecBole venv too)
+ROOT = HERE.parents[1]  # the checkout: default places for the RecBole venv and the work folder
 
 SETTINGS = dict(dim=64, layers=3, batch_size=2048, lr=1e-3, l2=1e-4, topk=20, eval_users_per_block=2048)
 
@@ -177,7 +175,6 @@ def side_cptpp(args) -> dict:
     """Train cptpp's LightGCN for the same epochs with the same settings, timing the same pieces."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from cptpp.recsys.datasets import load_dataset
     from cptpp.recsys.task import RecConfig, RecTask
     from cptpp.train import seed_everything
@@ -230,6 +227,15 @@ def _metrics(res) -> dict:
 
 # --------------------------------------------------------------------------- driver
 
+def _peak_rss():
+    """The ``benchmarks/peak_rss.py`` launcher module, loaded from its file: this script runs from
+    ``benchmarks/peers/``, so the launcher's folder is not on ``sys.path``."""
+    spec = importlib.util.spec_from_file_location("peak_rss", HERE.parent / "peak_rss.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_side(python: str, side: str, args, env: dict) -> tuple[dict, float]:
     """Run one side in its own process; returns (its result, its peak RSS in MB)."""
     out = Path(args.work) / f"{side}.json"
@@ -239,6 +245,7 @@ def run_side(python: str, side: str, args, env: dict) -> tuple[dict, float]:
            "--dataset", args.dataset, "--seed", str(args.seed), "--work", str(args.work), "--side-out", str(out)]
     rss_file = Path(args.work) / f"{side}.rss"
     # RecBole writes ./log/ into its cwd; the launcher keeps this driver's size out of the side's peak RSS
+    peak_rss = _peak_rss()
     code = subprocess.run(peak_rss.measured(cmd, rss_file), env=env, cwd=args.work).returncode
     if code != 0:
         raise SystemExit(f"{side} side failed (exit {code}): {' '.join(cmd)}")
@@ -328,7 +335,6 @@ def main(argv=None) -> int:
     if args.side is None:
         if not os.environ.get("CPTPP_DATA_MIRROR") and (ROOT.parent / "shared" / "data").is_dir():
             os.environ["CPTPP_DATA_MIRROR"] = str(ROOT.parent / "shared" / "data")
-        sys.path.insert(0, str(ROOT))
         return driver(args)
     res = (side_recbole if args.side == "recbole" else side_cptpp)(args)
     res["peak_rss_self_MB"] = peak_rss_mb()

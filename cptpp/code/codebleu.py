@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from cptpp.config import check_choice
 
-from .metrics import _brevity_penalty, _ngrams, code_tokens
+from .metrics import code_tokens
 
 LANGUAGES = ("java", "python", "csharp")
 PARTS = ("ngram", "weighted", "syntax", "dataflow")
@@ -57,11 +57,24 @@ _JAVA_BODY = ("void __snippet__() {\n", "\n}")
 
 # --------------------------------------------------------------------------- n-gram parts
 
+
+def _ngrams(tokens: Sequence[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+
+
+def _brevity_penalty(hyp_len: int, ref_len: int) -> float:
+    if hyp_len == 0:
+        return 0.0
+    return 1.0 if hyp_len > ref_len else math.exp(1.0 - ref_len / hyp_len)
+
+
 def ngram_match(hyps: Sequence[str], refs: Sequence[str], keywords: frozenset | None = None,
                 max_n: int = 4, epsilon: float = 0.1) -> float:
     """CodeBLEU's BLEU part (``keywords=None``: precision) or weighted part (recall, keyword-weighted unigrams).
 
-    On 0..1; see the module docstring.
+    On 0..1; see the module docstring. Not sacrebleu's BLEU: the script floors each sentence's n-gram
+    total at 1 before summing and smooths a zero match to ``epsilon`` (NLTK method1), which no
+    sacrebleu smoothing reproduces, and the weighted part is a recall.
     """
     num, den = [0.0] * max_n, [0.0] * max_n
     hyp_len = ref_len = 0

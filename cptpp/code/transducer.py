@@ -146,15 +146,17 @@ def code_graph(source: str, language: str, labels: LabelEmbeddings, max_nodes: i
     """The CPG of ``source`` as a PyG ``Data`` with ``label_ids`` ``[N]`` (rows of ``labels``) and ``edge_index``.
 
     Labels are split into lower-case subtokens (``normalize_label``) so a sentence encoder sees words.
+    ``undirected``: every edge in both directions, duplicates removed, sorted by (source, target)
+    (``torch_geometric.utils.to_undirected``); edge types are not kept (the GVE's GATv2 ignores them).
     """
     from torch_geometric.data import Data
-    from graph_tools.cpg import build_cpg
+    from torch_geometric.utils import to_undirected
 
-    g = build_cpg(source, language, granularity="method", max_nodes=max_nodes, normalize_labels=True)
-    edges = torch.from_numpy(g.edge_index.astype("int64")).reshape(2, -1)
-    if undirected and edges.numel():
-        edges = torch.unique(torch.cat([edges, edges.flip(0)], 1), dim=1)
-    return Data(label_ids=labels.ids([str(x) for x in g.node_label]), edge_index=edges, num_nodes=g.num_nodes)
+    from graph_tools.cpg import build_cpg, to_pyg_data
+
+    g = to_pyg_data(build_cpg(source, language, granularity="method", max_nodes=max_nodes, normalize_labels=True))
+    edges = to_undirected(g.edge_index, num_nodes=g.num_nodes) if undirected else g.edge_index
+    return Data(label_ids=labels.ids(g.node_label), edge_index=edges, num_nodes=g.num_nodes)
 
 
 def batch_graphs(graphs: Sequence, table: torch.Tensor):

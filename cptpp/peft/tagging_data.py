@@ -181,7 +181,12 @@ def entity_spans(tags: list[str] | tuple[str, ...]) -> set[tuple[str, int, int]]
 
 
 def entity_f1(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]:
-    """Micro precision / recall / F1 over exact entity matches (type and boundaries) of all sentences."""
+    """Micro precision / recall / F1 over exact entity matches (type and boundaries) of all sentences.
+
+    Equals seqeval's default (conlleval) mode, ``seqeval.metrics.f1_score(gold, pred)`` with
+    ``zero_division=0``, ill-formed IOB2 included (``tests/test_seqeval_parity.py``, to 1e-12); not
+    ``mode="strict"``, which drops an ``I-X`` without a ``B-X`` instead of starting an entity there.
+    """
     if len(gold) != len(pred):
         raise ConfigError(f"{len(gold)} gold sentences but {len(pred)} predicted")
     tp = n_pred = n_gold = 0

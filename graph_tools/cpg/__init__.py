@@ -5,12 +5,12 @@
 
 See docs/cpg.md for node/edge conventions, truncation policy and benchmarks.
 """
-from .batch import to_pyg
+from .batch import to_pyg, to_pyg_data
 from .build import build_cpg
 from .graph import EDGE_COLORS, EdgeType, ProgramGraph
 from .labels import normalize_label
 from .methods import Method, split_methods
 from .truncate import truncate
 
-__all__ = ["build_cpg", "ProgramGraph", "EdgeType", "EDGE_COLORS", "to_pyg", "split_methods", "Method",
+__all__ = ["build_cpg", "ProgramGraph", "EdgeType", "EDGE_COLORS", "to_pyg", "to_pyg_data", "split_methods", "Method",
            "normalize_label", "truncate"]

@@ -3,7 +3,11 @@
 Methods (any subset can be combined; a "hybrid" is just a config with several enabled):
 - **LoRA** on ``in_proj`` (whole, or its x / z half), ``x_proj``, ``dt_proj``, ``out_proj``,
   ``conv1d`` (the depthwise kernel seen as a [d_inner, kernel] matrix) and ``embeddings``.
-  Each adds ``scale * B @ A`` (B zero-initialized) to the weight.
+  Each adds ``scale * B @ A`` (B zero-initialized) to the weight. The linear maps (in_proj and its
+  halves, x_proj, out_proj) and the embeddings apply it factored, ``W x + scale * B (A x)``, so a
+  step costs rank * (in + out) per token instead of rebuilding the [out, in] weight (and its
+  gradient); dt_proj and conv1d merge ``W + scale * B @ A`` each step, which is cheap for them
+  ([d_inner, time_step_rank] and [d_inner, kernel]) and the conv kernel is not a linear map of x.
 - **Additional-scan**: N' extra SSM state dimensions per layer, with their own ``A_log`` columns and
   ``x_proj`` rows for B and C. The C rows start at zero, so the extra states are read out as 0
   and the model starts unchanged; B rows and A_log start as copies of the first pretrained states.
@@ -108,6 +112,10 @@ class LoraDelta(nn.Module):
         """[out, in]"""
         return self.scale * (self.B @ self.A)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``scale * B (A x)``: [..., in] -> [..., out], without forming the [out, in] delta."""
+        return (self.scale * F.linear(F.linear(x.to(self.A.dtype), self.A), self.B)).to(x.dtype)
+
 
 class MixerPeft(nn.Module):
     """Adapter parameters of one Mamba mixer (attached as ``mixer.mamba_peft``)."""
@@ -148,6 +156,41 @@ class MixerPeft(nn.Module):
             # Tokens live in the x half of in_proj's output; start them where an RMS-normed input would land.
             probe = torch.randn(cfg.affix_tokens, hidden, generator=generator).to(w_dtype(mixer))
             self.affix = nn.Parameter((probe.to(dev) @ mixer.in_proj.weight.detach()[:d].T).clone())
+
+    # --- projections: factored LoRA (the default) or the merged effective weights ------------------
+    # lora_factored = False rebuilds W + scale * B @ A every forward instead; it is the reference the
+    # tests compare the factored path with, and the effective weights below are what merging writes.
+    lora_factored: bool = True
+
+    def _add_lora(self, name: str, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return out + self.lora[name](x) if name in self.lora else out
+
+    def project_in(self, mixer: MambaMixer, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """in_proj: [b, L, hidden] -> x, z, each [b, L, d_inner]."""
+        d = mixer.intermediate_size
+        if not self.lora_factored:
+            xz = F.linear(hidden_states, self.in_proj_weight(mixer), mixer.in_proj.bias)
+            return xz[..., :d], xz[..., d:]
+        xz = self._add_lora("in_proj", F.linear(hidden_states, mixer.in_proj.weight, mixer.in_proj.bias), hidden_states)
+        return (self._add_lora("in_proj_x", xz[..., :d], hidden_states),
+                self._add_lora("in_proj_z", xz[..., d:], hidden_states))
+
+    def project_x(self, mixer: MambaMixer, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x_proj: [b, L, d_inner] -> dt_low [b, L, time_step_rank], B and C [b, L, n + n']."""
+        r, n, m = mixer.time_step_rank, mixer.ssm_state_size, self.scan_states
+        if not self.lora_factored:
+            return torch.split(F.linear(x, self.x_proj_weight(mixer)), [r, n + m, n + m], dim=-1)
+        dt_low, B, C = torch.split(self._add_lora("x_proj", F.linear(x, mixer.x_proj.weight), x), [r, n, n], dim=-1)
+        if m:
+            extra_b, extra_c = F.linear(x, self.scan_x_proj.to(x.dtype)).chunk(2, dim=-1)
+            B, C = torch.cat([B, extra_b], dim=-1), torch.cat([C, extra_c], dim=-1)
+        return dt_low, B, C
+
+    def project_out(self, mixer: MambaMixer, y: torch.Tensor) -> torch.Tensor:
+        """out_proj: [b, L, d_inner] -> [b, L, hidden]."""
+        if not self.lora_factored:
+            return F.linear(y, self.out_proj_weight(mixer), mixer.out_proj.bias)
+        return self._add_lora("out_proj", F.linear(y, mixer.out_proj.weight, mixer.out_proj.bias), y)
 
     # --- effective weights -------------------------------------------------------------------
     def _lora(self, name: str, weight: torch.Tensor) -> torch.Tensor:
@@ -243,8 +286,7 @@ def _peft_forward(mixer: MambaMixer, ad: MixerPeft, hidden_states: torch.Tensor,
     recurrent = cache.get_recurrent_state(mixer.layer_idx) if cache is not None else None
 
     hidden_states = _mask(hidden_states, attention_mask)
-    xz = F.linear(hidden_states, ad.in_proj_weight(mixer), mixer.in_proj.bias)  # [b, L, 2d]
-    x, z = xz[..., :d], xz[..., d:]
+    x, z = ad.project_in(mixer, hidden_states)  # [b, L, d] each
     n_affix = ad.affix_tokens if conv_state is None else 0  # affix only in front of a fresh sequence
     if n_affix:
         x = torch.cat([ad.affix.to(x.dtype).expand(x.shape[0], -1, -1), x], dim=1)
@@ -262,16 +304,14 @@ def _peft_forward(mixer: MambaMixer, ad: MixerPeft, hidden_states: torch.Tensor,
                  groups=d)[..., : x.shape[-1]][..., -L:]
     x = _mask(mixer.act(x).to(dtype).transpose(1, 2), attention_mask)  # [b, L, d]
 
-    n_total = mixer.ssm_state_size + ad.scan_states
-    dt_low, B, C = torch.split(F.linear(x, ad.x_proj_weight(mixer)),
-                               [mixer.time_step_rank, n_total, n_total], dim=-1)
+    dt_low, B, C = ad.project_x(mixer, x)
     w_dt, b_dt = ad.dt_proj(mixer)
     dt = F.softplus(F.linear(dt_low, w_dt).float() + b_dt.float())  # [b, L, d]
     y, h = selective_scan_chunked(x, dt, ad.A(mixer), B, C, ad.D(mixer), recurrent)
     if cache is not None:
         cache.update_recurrent_state(h.to(recurrent.dtype if recurrent is not None else dtype), mixer.layer_idx)
     y = (y * mixer.act(z)).to(dtype)[:, n_affix:]
-    return F.linear(y, ad.out_proj_weight(mixer), mixer.out_proj.bias)
+    return ad.project_out(mixer, y)
 
 
 class LoraEmbedding(nn.Embedding):
