@@ -1,7 +1,7 @@
 """Code property graph builder: throughput, robustness over every code dataset, peer cross-check.
 
     python benchmarks/cpg_speed.py [--data $CPTPP_DATA_MIRROR/code] [--limit N]
-                                   [--peer-python /tmp/peervenv/bin/python --peer-sample 300]
+                                   [--peer-python .venv-comex/bin/python --peer-sample 300]
 
 1. Robustness: builds a graph (AST+CFG+DFG+calls) for every method/function of every dataset
    in the code mirror and every source-corpus file (granularity="file") and every method split

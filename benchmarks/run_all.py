@@ -99,7 +99,7 @@ def code_data_args() -> list[str]:
 def comex_args(sample: int) -> list[str]:
     """The comex cross-check of cpg_speed.py when a comex venv exists (docs/cpg.md describes its setup):
     ``$CPTPP_COMEX_PYTHON``, else the path docs/cpg.md uses."""
-    python = os.environ.get("CPTPP_COMEX_PYTHON") or "/tmp/peervenv/bin/python"
+    python = os.environ.get("CPTPP_COMEX_PYTHON") or ".venv-comex/bin/python"
     return ["--peer-python", python, "--peer-sample", str(sample)] if Path(python).exists() else []
 
 
