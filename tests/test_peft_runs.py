@@ -202,7 +202,8 @@ def test_prompt_attention_end_to_end(tmp_path):
                if r["n_train"] == 16 and r["model"] == "prompt-attention (frozen W,U)")
     assert row["test_accuracy"] == accuracy(model, test)
     with torch.no_grad():
-        assert row["relevant_attention"] == pytest.approx(float((model.attention(test.X) * test.relevant).sum(1).mean()))
+        mass = float((model.attention(test.X) * test.relevant).sum(1).mean())
+    assert row["relevant_attention"] == pytest.approx(mass)
     assert len({r["stage"] for r in read_jsonl(out / "metrics.jsonl")}) == 4
     assert main(args + ["--resume"]) == 0
     assert json.loads((out / "results.json").read_text()) == results

@@ -46,8 +46,8 @@ def run_command(args) -> int:
     module, cls_name, fn_name, _ = PIPELINES[args.command]
     mod = importlib.import_module(module)
     file_values = load_json_config(args.config) if args.config else {}
-    (cfg,) = build_configs((getattr(mod, cls_name),), file_values,
-                           {k: v for k, v in vars(args).items() if k not in RUN_KEYS}, source=args.config or "command line")
+    cli_values = {k: v for k, v in vars(args).items() if k not in RUN_KEYS}
+    (cfg,) = build_configs((getattr(mod, cls_name),), file_values, cli_values, source=args.config or "command line")
     if args.threads < 0:
         raise ConfigError(f"--threads {args.threads} must be >= 0")
     if args.threads:
