@@ -12,7 +12,7 @@ Protocol: the published train/validation/test split; the epoch is chosen on vali
 once. The defaults are sized for a few CPU minutes, so train/valid/test are stratified subsamples and
 titles are cut to ``--max-length`` tokens; every cut is written into the results.
 
-Each method is one `cptpp peftt` run (``cptpp.peft.runs.peftt``) in ``--runs`` (default
+Each method is one `cptpp peftt` run (``cptpp.peft.pipelines.peftt``) in ``--runs`` (default
 ``runs/peftt_table-<time>/<method>-seed<seed>``); ``--runs DIR --resume`` continues a killed table.
 Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from cptpp.io import write_json
-from cptpp.peft.runs.peftt import METHODS, PefttRunConfig, run_peftt
+from cptpp.peft.pipelines.peftt import METHODS, PefttRunConfig, run_peftt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]

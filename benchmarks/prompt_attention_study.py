@@ -11,7 +11,7 @@ A setting shared by two sweeps is trained once. For the softmax prompt-attention
 the attention mass the prompt puts on the context-relevant tokens (the paper's "the prompt attends to
 the relevant tokens"), next to the mass uniform attention would give (k/T relevant tokens).
 
-Each seed is one `cptpp prompt-attention` run (``cptpp.peft.runs.prompt_attention``) in ``--runs`` (default
+Each seed is one `cptpp prompt-attention` run (``cptpp.peft.pipelines.prompt_attention``) in ``--runs`` (default
 ``runs/prompt_attention-<time>/seed<seed>``); this script averages them. ``--runs DIR --resume`` continues a
 killed study. Needs ``cptpp`` importable (``pip install -e .``).
 
@@ -28,7 +28,7 @@ import torch
 
 from cptpp.io import write_json
 from cptpp.peft.prompt_attention import MODELS
-from cptpp.peft.runs.prompt_attention import PromptAttentionRunConfig, run_prompt_attention
+from cptpp.peft.pipelines.prompt_attention import PromptAttentionRunConfig, run_prompt_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

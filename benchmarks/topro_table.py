@@ -17,7 +17,7 @@ language is in the table. These numbers
 are for a small English model under a few CPU minutes, far from the paper's XLM-R / mT5 setting. Every
 subsample is written into the results.
 
-Each (task, method) is one `cptpp topro` run (``cptpp.peft.runs.topro``) in ``--runs`` (default
+Each (task, method) is one `cptpp topro` run (``cptpp.peft.pipelines.topro``) in ``--runs`` (default
 ``runs/topro_table-<time>/<task>-<method>-seed<seed>``); ``--runs DIR --resume`` continues a killed table.
 Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from cptpp.io import write_json
-from cptpp.peft.runs.topro import METHODS, ToProRunConfig, run_topro
+from cptpp.peft.pipelines.topro import METHODS, ToProRunConfig, run_topro
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ truncated (``--max-length``) and valid/test sets capped (``--max-valid``, ``--ma
 is written into the results. On shared cores use smaller settings; the committed results record theirs. XPrompt: prompt-tune (stage 1), then for each token ratio score,
 prune, rewind to stage 1 and retrain; then pieces, from the best token ratio on validation.
 
-Each task is one `cptpp xprompt` run (``cptpp.peft.runs.xprompt``, with its full fine-tuning reference)
+Each task is one `cptpp xprompt` run (``cptpp.peft.pipelines.xprompt``, with its full fine-tuning reference)
 in ``--runs`` (default ``runs/xprompt_table-<time>/<task>-seed<seed>``); ``--runs DIR --resume`` continues a
 killed table. Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from cptpp.io import write_json
-from cptpp.peft.runs.xprompt import XPromptRunConfig, run_xprompt
+from cptpp.peft.pipelines.xprompt import XPromptRunConfig, run_xprompt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]

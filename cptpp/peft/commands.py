@@ -1,4 +1,4 @@
-"""`cptpp xprompt | topro | peftt | prompt-attention`: the PEFT pipelines of :mod:`cptpp.peft.runs`.
+"""`cptpp xprompt | topro | peftt | prompt-attention`: the PEFT pipelines of :mod:`cptpp.peft.pipelines`.
 
 Every command takes ``--out DIR`` (the run folder: config.json, metrics.jsonl, results.json, stages/),
 ``--resume`` (continue a killed run there, to the same results) and ``--config FILE`` (a JSON object of
@@ -12,13 +12,13 @@ import json
 
 # command -> (module, config class, run function, one-line help)
 PIPELINES = {
-    "xprompt": ("cptpp.peft.runs.xprompt", "XPromptRunConfig", "run_xprompt",
+    "xprompt": ("cptpp.peft.pipelines.xprompt", "XPromptRunConfig", "run_xprompt",
                 "XPrompt on a SuperGLUE task: prompt tuning, then token/piece pruning with rewinding"),
-    "topro": ("cptpp.peft.runs.topro", "ToProRunConfig", "run_topro",
+    "topro": ("cptpp.peft.pipelines.topro", "ToProRunConfig", "run_topro",
               "ToPro (or a fine-tuning / prompt-tuning baseline) on PAN-X NER or UD-POS, zero-shot cross-lingual"),
-    "peftt": ("cptpp.peft.runs.peftt", "PefttRunConfig", "run_peftt",
+    "peftt": ("cptpp.peft.pipelines.peftt", "PefttRunConfig", "run_peftt",
               "PEFTT on TNCC-title: full, prompt, adapter or prompt+adapter tuning"),
-    "prompt-attention": ("cptpp.peft.runs.prompt_attention", "PromptAttentionRunConfig", "run_prompt_attention",
+    "prompt-attention": ("cptpp.peft.pipelines.prompt_attention", "PromptAttentionRunConfig", "run_prompt_attention",
                          "prompt-attention vs self-attention vs linear models on the contextual mixture"),
 }
 RUN_KEYS = ("func", "command", "out", "resume", "config", "threads")
