@@ -217,3 +217,24 @@ def test_config_errors_name_the_valid_choices(tmp_path, capsys):
     assert main(["xprompt", "--out", str(tmp_path / "c"), "--token-ratios", "0.5,0.2"]) == 2
     assert "strictly increasing" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
+
+
+def test_prompt_attention_study_averages_the_per_seed_runs(tmp_path):
+    """The benchmark is a thin caller: its table is the mean over the pipeline's per-seed results."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prompt_attention_study", ROOT / "benchmarks" /
+                                                  "prompt_attention_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    sizes = ["--n-train", "8", "--noise", "0", "--fractions", "0.3", "--fixed-n", "8", "--seq-len", "6", "--dim", "8",
+             "--steps", "5"]
+    study.main([*sizes, "--seeds", "0,2", "--out", str(tmp_path / "table"), "--runs", str(tmp_path / "runs")])
+    table = json.loads((tmp_path / "table" / "prompt_attention.json").read_text())
+    assert "runs" not in table["args"] and table["trained_settings"] == 3
+    per_seed = [json.loads((tmp_path / "runs" / f"seed{s}" / "results.json").read_text()) for s in (0, 2)]
+    for i, row in enumerate(table["sweep_noise"]):
+        accs = [r["sweeps"]["noise"][i]["test_accuracy"] for r in per_seed]
+        assert row["test_accuracy"] == pytest.approx(sum(accs) / 2)
+        assert (row["min_accuracy"], row["max_accuracy"]) == (min(accs), max(accs))
+    assert (tmp_path / "table" / "prompt_attention.md").read_text().count("| linear head |") == 3
