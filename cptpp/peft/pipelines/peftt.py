@@ -57,10 +57,10 @@ def run_peftt(cfg: PefttRunConfig, out: str | Path, resume: bool = False) -> dic
     from cptpp.train import TrainConfig, resolve_device, seed_everything
 
     device = resolve_device(cfg.device)
-    run = StageRun(out, {"command": "peftt", "config": config_dict(cfg)}, resume)
     data = load_tncc(seed=cfg.seed, max_train=size_or_none(cfg.train_size), max_valid=size_or_none(cfg.valid_size),
                      max_test=size_or_none(cfg.test_size))
     base, tok = load_pretrained(cfg.model)
+    run = StageRun(out, {"command": "peftt", "config": config_dict(cfg)}, resume)
     arch = detect_architecture(base)
     spec = PeftSpec(cfg.method, len(LABELS), label_token_ids=label_word_ids(tok, arch), architecture=arch,
                     prompt=SoftPromptConfig(num_tokens=cfg.prompt_tokens, seed=cfg.seed),

@@ -72,10 +72,10 @@ def run_topro(cfg: ToProRunConfig, out: str | Path, resume: bool = False) -> dic
     from cptpp.train import TrainConfig, resolve_device
 
     device = resolve_device(cfg.device)
-    run = StageRun(out, {"command": "topro", "config": config_dict(cfg)}, resume)
     splits = load_tagging_splits(cfg.task, cfg.langs, seed=cfg.seed, max_train=size_or_none(cfg.train_size),
                                  max_eval=size_or_none(cfg.eval_size))
     backbone, tok = load_pretrained(cfg.model, head="masked-lm")
+    run = StageRun(out, {"command": "topro", "config": config_dict(cfg)}, resume)
     torch.manual_seed(cfg.seed)  # fresh heads are drawn from the global generator
     if cfg.method == "topro":
         tpl = ToProTemplate(tok, ToProConfig(task=cfg.task, max_length=cfg.max_len, max_tokens_per_batch=cfg.max_tokens,

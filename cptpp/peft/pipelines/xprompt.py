@@ -95,18 +95,20 @@ def _classifier(cfg: XPromptRunConfig, mode: str, device):
 
 def run_xprompt(cfg: XPromptRunConfig, out: str | Path, resume: bool = False) -> dict[str, Any]:
     """Run (or resume) XPrompt; returns and writes results.json (see the module docstring)."""
-    from cptpp.peft.superglue import build_task, load_task
-    from cptpp.peft.xprompt import XPromptConfig, importance_scores, save_pruned_prompt, xprompt_search
-    from cptpp.train import TrainConfig, resolve_device
     import torch
 
     from cptpp.io import save_torch
+    from cptpp.models import resolve_model
+    from cptpp.peft.superglue import build_task, load_task
+    from cptpp.peft.xprompt import XPromptConfig, importance_scores, save_pruned_prompt, xprompt_search
+    from cptpp.train import TrainConfig, resolve_device
 
     device = resolve_device(cfg.device)
-    run = StageRun(out, {"command": "xprompt", "config": config_dict(cfg)}, resume)
+    resolve_model(cfg.model)  # a wrong --model or missing data fails before the run folder is made
     few = cfg.task == "BoolQ"
     splits = load_task(cfg.task, few_shot=few, seed=cfg.seed, max_train=None if few else size_or_none(cfg.train_size),
                        max_valid=size_or_none(cfg.valid_size), max_test=size_or_none(cfg.test_size))
+    run = StageRun(out, {"command": "xprompt", "config": config_dict(cfg)}, resume)
     results: dict[str, Any] = {"task": cfg.task, "protocol": splits.protocol,
                                "sizes": {"train": len(splits.train), "valid": len(splits.valid),
                                          "test": len(splits.test)}}
