@@ -128,7 +128,7 @@ def main(argv=None) -> None:
     trained = per_seed[0]["trained_settings"]
     base = per_seed[0]["data"]
     seconds = time.perf_counter() - t0
-    recorded = {k: v for k, v in vars(args).items() if k not in ("runs", "resume")}
+    recorded = {k: v for k, v in vars(args).items() if k not in ("runs", "resume", "out")}  # no machine paths
     write_json(out / "prompt_attention.json", {"args": recorded, "data": base, "seconds": seconds,
                                                "trained_settings": trained,
                                                **{f"sweep_{k}": v for k, v in sweeps.items()}})

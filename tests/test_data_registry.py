@@ -228,14 +228,14 @@ def test_the_path_pattern_catches_and_spares():
     assert _absolute_paths("a.md", "use --peer /" + "tmp/venv in docs\n") == []
 
 
-def _tracked_hits(inside_benchmarks: bool) -> list[str]:
+def _tracked_hits() -> list[str]:
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     hits = []
     for rel in files.decode().split("\0"):
         path = REPO / rel
-        if not rel or not path.is_file() or rel.startswith("benchmarks/") != inside_benchmarks:
+        if not rel or not path.is_file():
             continue
         data = path.read_bytes()
         if b"\0" in data[:8192]:
@@ -248,12 +248,5 @@ _HOW = "absolute machine paths (use $CPTPP_DATA_MIRROR, a path relative to the c
 
 
 def test_no_absolute_machine_path_in_tracked_files():
-    hits = _tracked_hits(inside_benchmarks=False)
-    assert not hits, _HOW + "\n".join(hits)
-
-
-@pytest.mark.xfail(strict=False, reason="benchmarks/ still holds some (peftt_table.py:29, topro_table.py:32, "
-                   "run_all.py:103, RESULTS.md:197, results/ logs and json); their owners fix them (issue 19)")
-def test_no_absolute_machine_path_in_benchmarks():
-    hits = _tracked_hits(inside_benchmarks=True)
+    hits = _tracked_hits()
     assert not hits, _HOW + "\n".join(hits)
