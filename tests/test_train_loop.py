@@ -17,7 +17,7 @@ class KillAfter:
     """Wraps a task and raises when epoch ``kill_at`` starts, as a killed process would stop."""
 
     def __init__(self, task, kill_at):
-        self.task, self.kill_at, self.model = task, kill_at, task.model
+        self.task, self.kill_at, self.model, self.metric = task, kill_at, task.model, task.metric
 
     def batches(self, epoch, gen):
         if epoch == self.kill_at:
@@ -59,6 +59,8 @@ def test_resume_equals_uninterrupted(tiny_data, tmp_path, model):
 
 class Scripted:
     """A task whose validation metric follows a script; records what it was asked."""
+
+    metric = "recall@20"
 
     def __init__(self, script):
         self.model = torch.nn.Linear(1, 1)

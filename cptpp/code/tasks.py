@@ -285,6 +285,7 @@ class CodeGenTask:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.single_line = TASKS[cfg.task].single_line
         self.predictions: dict[str, list[str]] = {}
+        self.metric = "token_acc"  # teacher-forced validation, cheap enough for every epoch
 
     def _batch(self, examples: Sequence[Encoded], train: bool) -> dict[str, Any]:
         graphs = None

@@ -333,6 +333,8 @@ class SuperGlueTask:
     """Adapter for ``cptpp.train.fit``: ``model(input_ids, attention_mask) -> logits [B, C]`` trained with
     cross-entropy; ``evaluate`` returns :func:`task_metrics`. Splits are token-id lists, padded per batch."""
 
+    metric = "score"  # the task's leaderboard number (see task_metrics)
+
     def __init__(self, task: str, model: torch.nn.Module, ids: dict[str, list[list[int]]],
                  examples: dict[str, list[Example]], pad_id: int, batch_size: int = 16,
                  eval_batch_size: int = 64, device: torch.device | str = "cpu"):

@@ -141,6 +141,8 @@ def label_word_ids(tokenizer, architecture: str) -> list[int] | None:
 class TnccTask(SuperGlueTask):
     """``fit`` task: cross-entropy over the 12 class logits; evaluate -> accuracy and macro_f1."""
 
+    metric = "macro_f1"
+
     def evaluate(self, split: str) -> dict[str, float]:
         return tncc_metrics(self.predict(split), self.labels[split].numpy())
 
