@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -324,6 +325,8 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         check_run_dir(out, cfg.resume)
         if cfg.resume and (out / CHECKPOINT).exists():
             state = _restore(out, task, opt, gen)
+            if cfg.progress and main_rank:
+                print(f"resuming {out} after epoch {state.epoch} (step {state.step})", file=sys.stderr)
         else:
             _start_run_dir(out, cfg, metric, run_config)
     selecting = bool(cfg.eval_every and cfg.restore_best)
