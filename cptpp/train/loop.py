@@ -8,16 +8,20 @@ continues a killed or finished run to the same result) and the run directory:
 
     out/config.json     what was run (written once, atomically)
     out/metrics.jsonl   one record per epoch: loss, step, LR, validation metrics, seconds
-    out/checkpoint.pt   last completed epoch: model, optimizer, RNG states, budget and early-stopping state
+    out/checkpoint.pt   last completed epoch, or where a step / time limit cut an epoch short: model,
+                        optimizer, RNG states, budget and early-stopping state
     out/best.pt         model state at the best validation epoch (``restore_best`` only)
     out/results.json    {"valid": {...}, "test": {...}, "best_epoch": ..., "stopped": ..., ...}
 
 An epoch is one pass over ``task.batches(epoch, generator)``; a task without epochs (LM
 pre-training) yields a fixed number of steps per "epoch" and bounds the run by ``max_steps`` or
-``max_minutes``.
+``max_minutes``. A limit reached inside an epoch leaves it unfinished (not validated, no metrics
+record); resuming replays its batches from the generator state at its start up to the stop, restores
+every RNG as it was there and finishes it, so a stopped and resumed run equals an uninterrupted one.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -66,6 +70,12 @@ class RunState:
     best_valid: dict[str, float] = field(default_factory=dict)
     last_valid: dict[str, float] = field(default_factory=dict)
     epoch_seconds: list[float] = field(default_factory=list)
+    # An epoch cut short by a step / time limit: batches done, their summed loss and seconds, and the
+    # generator state at the epoch's start (to replay its batches on resume).
+    partial_batches: int = 0
+    partial_loss: float = 0.0
+    partial_seconds: float = 0.0
+    epoch_generator: torch.Tensor | None = None
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -169,8 +179,12 @@ def _start_run_dir(out: Path, cfg: TrainConfig, metric: str | None, run_config: 
                                          **(run_config or {})})
 
 
-def _restore(out: Path, task: Task, opt: torch.optim.Optimizer, gen: torch.Generator) -> RunState:
-    """Load ``out/checkpoint.pt`` into the model, optimizer and RNGs; drop metrics written after it."""
+def _restore(out: Path, task: Task, opt: torch.optim.Optimizer,
+             gen: torch.Generator) -> tuple[RunState, dict[str, Any]]:
+    """Load ``out/checkpoint.pt`` into the model, optimizer and RNGs; drop metrics written after it.
+
+    Returns the run state and the RNG states at the checkpoint (an unfinished epoch restores them
+    again after replaying its batches)."""
     ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
     task.model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
@@ -179,7 +193,7 @@ def _restore(out: Path, task: Task, opt: torch.optim.Optimizer, gen: torch.Gener
     if dist.is_main():
         kept = _read_metrics(out / "metrics.jsonl", state.epoch)
         (out / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-    return state
+    return state, ckpt["rng"]
 
 
 def _save_checkpoint(out: Path, task: Task, opt: torch.optim.Optimizer, gen: torch.Generator,
@@ -232,19 +246,29 @@ def _stop_reason(cfg: TrainConfig, state: RunState, budget: Budget) -> str | Non
 # ---------------------------------------------------------------- one epoch, evaluation
 
 def _train_epoch(task: Task, epoch: int, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter],
-                 base_lrs: list[float], cfg: TrainConfig, state: RunState, budget: Budget,
-                 gen: torch.Generator) -> tuple[dict[str, Any], str | None]:
-    """Train one epoch (cut short when a step or time limit is reached); returns its record and the limit."""
+                 base_lrs: list[float], cfg: TrainConfig, state: RunState, budget: Budget, gen: torch.Generator,
+                 rng_at_stop: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """Train epoch ``epoch`` (or finish it, when a limit cut it short before) until its batches end or a
+    step / time limit is reached. Returns its metrics record (None when left unfinished) and the limit."""
     from tqdm.auto import tqdm
 
     task.model.train()
     t0 = time.perf_counter()
+    if state.partial_batches:  # replay the batches done before the stop (they draw from ``gen`` again)
+        gen.set_state(state.epoch_generator)
+    else:
+        state.epoch_generator = gen.get_state()
     batches = task.batches(epoch, gen)
     n_batches = len(batches) if hasattr(batches, "__len__") else None
+    batch_iter = iter(batches)
+    for _ in itertools.islice(batch_iter, state.partial_batches):
+        pass
+    if rng_at_stop is not None:
+        _set_rng_state(gen, rng_at_stop)
     scheduled = not is_constant(cfg.schedule, cfg.warmup_steps, cfg.cooldown)
-    total, n, stop = 0.0, 0, None
-    bar = tqdm(batches, desc=f"epoch {epoch}" + (f"/{cfg.epochs}" if cfg.epochs else ""), leave=False,
-               disable=not (cfg.progress and dist.is_main()), total=n_batches)
+    total, n, stop = state.partial_loss, state.partial_batches, None
+    bar = tqdm(batch_iter, desc=f"epoch {epoch}" + (f"/{cfg.epochs}" if cfg.epochs else ""), leave=False,
+               disable=not (cfg.progress and dist.is_main()), total=n_batches, initial=n)
     for batch in bar:
         if scheduled:
             progress = budget.progress(state.step, epoch - 1 + (n / n_batches if n_batches else 0.0))
@@ -267,8 +291,13 @@ def _train_epoch(task: Task, epoch: int, opt: torch.optim.Optimizer, params: lis
         if stop:
             break
     bar.close()
+    seconds = state.partial_seconds + time.perf_counter() - t0
+    if stop and (n_batches is None or n < n_batches):  # unfinished: resume picks it up here
+        state.partial_batches, state.partial_loss, state.partial_seconds = n, total, seconds
+        return None, stop
+    state.partial_batches, state.partial_loss, state.partial_seconds, state.epoch_generator = 0, 0.0, 0.0, None
     record = {"epoch": epoch, "step": state.step, "loss": total / max(n, 1), "lr": opt.param_groups[0]["lr"],
-              "train_seconds": time.perf_counter() - t0}
+              "train_seconds": seconds}
     return record, stop
 
 
@@ -320,11 +349,11 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
     opt = task_optimizer(task, cfg, params)
     base_lrs = [g["lr"] for g in opt.param_groups]  # before a checkpoint overwrites them with scheduled ones
 
-    state = RunState()
+    state, rng_at_stop = RunState(), None
     if out:
         check_run_dir(out, cfg.resume)
         if cfg.resume and (out / CHECKPOINT).exists():
-            state = _restore(out, task, opt, gen)
+            state, rng_at_stop = _restore(out, task, opt, gen)
             if cfg.progress and main_rank:
                 print(f"resuming {out} after epoch {state.epoch} (step {state.step})", file=sys.stderr)
         else:
@@ -340,7 +369,13 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
     stopped = _stop_reason(cfg, state, budget)
     while stopped is None:
         epoch = state.epoch + 1
-        record, stopped = _train_epoch(task, epoch, opt, params, base_lrs, cfg, state, budget, gen)
+        record, stopped = _train_epoch(task, epoch, opt, params, base_lrs, cfg, state, budget, gen,
+                                       rng_at_stop if state.partial_batches else None)
+        if record is None:  # a limit cut the epoch short: checkpoint where it stopped
+            state.seconds = budget.seconds()
+            if out and main_rank:
+                _save_checkpoint(out, task, opt, gen, state)
+            break
         state.epoch = epoch
         state.epoch_seconds.append(record["train_seconds"])
         last = stopped is not None or epoch == cfg.epochs

@@ -162,13 +162,14 @@ def _save_final(model: MambaForCausalLM, out: Path, info: dict[str, Any]) -> Non
 
 
 def _write_log(out: Path, cfg: PretrainConfig, results: dict[str, Any]) -> None:
-    """``log.jsonl`` from the loop's per-evaluation records; the last evaluation becomes the final one."""
+    """``log.jsonl`` from the loop's per-evaluation records; the final evaluation on every held-out window
+    replaces a periodic one at the same step."""
     lines = (out / "train" / "metrics.jsonl").read_text().splitlines()
     evals = [r for r in map(json.loads, lines) if "valid" in r]
     per_step = cfg.batch_size * cfg.max_len
     log = [{"step": r["step"], "bytes_seen": r["step"] * per_step, "elapsed_s": r["seconds"], "lr": r["lr"],
             "train_loss": r["loss"], "heldout_loss": r["valid"]["heldout_loss"],
-            "heldout_windows": r["valid"]["heldout_windows"]} for r in evals[:-1]]
+            "heldout_windows": r["valid"]["heldout_windows"]} for r in evals if r["step"] < results["steps"]]
     test = results["test"]
     log.append({"step": results["steps"], "bytes_seen": results["steps"] * per_step, "elapsed_s": results["seconds"],
                 "final": True, "train_loss": evals[-1]["loss"] if evals else None,
