@@ -290,3 +290,10 @@ def test_config_errors_name_the_field():
         TrainConfig(schedule="step")
     with pytest.raises(ConfigError, match="betas"):
         TrainConfig(betas=(0.9, 1.0))
+
+
+def test_a_limit_before_any_validation_tests_the_trained_model():
+    task = Probe(batches_per_epoch=5)
+    res = fit(task, TrainConfig(epochs=2, max_steps=3, lr=1.0, optimizer="sgd", progress=False))
+    assert res["stopped"] == "max_steps" and res["epochs_run"] == 0 and res["valid"] == {}
+    assert res["test"] == {"neg_a": 3.0}  # a = -3 after three steps, not the initial 0

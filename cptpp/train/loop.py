@@ -335,7 +335,8 @@ def _show(record: dict[str, Any], metric: str) -> None:
 def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``task`` with early stopping on the validation metric (higher is better); test once at the end.
 
-    The tested model is the best validated one (``restore_best``), or the last one. Returns the
+    The tested model is the best validated one (``restore_best``; the last one when a limit stopped the
+    run before any validation), or the last one. Returns the
     results dict (also written to ``out/results.json`` when ``cfg.out`` is set); ``stopped`` says
     why training ended: ``epochs``, ``patience``, ``max_steps`` or ``max_minutes``.
     """
@@ -359,11 +360,9 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         else:
             _start_run_dir(out, cfg, metric, run_config)
     selecting = bool(cfg.eval_every and cfg.restore_best)
-    best_state = None
-    if selecting:  # absent best.pt: no evaluation has run yet
-        best_path = out / "best.pt" if out else None
-        best_state = (torch.load(best_path, map_location="cpu", weights_only=False)
-                      if state.epoch and best_path and best_path.exists() else _clone_state(task.model))
+    best_state = None  # the model at the best validation so far (None before the first one)
+    if selecting and state.best_epoch and out and (out / "best.pt").exists():
+        best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
 
     budget = Budget(cfg, state.seconds)
     stopped = _stop_reason(cfg, state, budget)
@@ -399,7 +398,7 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         if stopped is None:
             stopped = _stop_reason(cfg, state, budget)
 
-    if selecting:
+    if selecting and best_state is not None:
         task.model.load_state_dict(best_state)
     elif not cfg.eval_every:  # no model selection: the final epoch is the model
         state.best_epoch = len(state.epoch_seconds)
