@@ -311,14 +311,20 @@ def _evaluate(task: Task, split: str) -> dict[str, float]:
     return dist.broadcast_object(metrics)
 
 
-def _validate(task: Task, metric: str, record: dict[str, Any]) -> dict[str, float]:
+def _validate(task: Task, metric: str, record: dict[str, Any], state: RunState) -> bool:
+    """Validate the epoch of ``record`` (metrics go into it) and update the early-stopping state;
+    returns whether ``metric`` improved on the best so far."""
     t0 = time.perf_counter()
     valid = _evaluate(task, "valid")
     record["eval_seconds"] = time.perf_counter() - t0
-    record["valid"] = valid
+    record["valid"] = state.last_valid = valid
     if metric not in valid:
         raise ConfigError(f"metric={metric!r} is not reported by evaluation; available: {', '.join(sorted(valid))}")
-    return valid
+    if valid[metric] > state.best_value:
+        state.best_value, state.best_epoch, state.best_valid, state.bad_evals = valid[metric], record["epoch"], valid, 0
+        return True
+    state.bad_evals += 1
+    return False
 
 
 def _show(record: dict[str, Any], metric: str) -> None:
@@ -332,13 +338,49 @@ def _show(record: dict[str, Any], metric: str) -> None:
 
 # ---------------------------------------------------------------- the loop
 
+def _open_run(out: Path, cfg: TrainConfig, task: Task, opt: torch.optim.Optimizer, gen: torch.Generator,
+              metric: str | None, run_config: dict[str, Any] | None) -> tuple[RunState, dict[str, Any] | None]:
+    """Restore the checkpoint in ``out`` (``resume``) or start a new run directory there.
+
+    Returns the run state and the RNG states at the checkpoint (None for a new run)."""
+    check_run_dir(out, cfg.resume)
+    if not (cfg.resume and (out / CHECKPOINT).exists()):
+        _start_run_dir(out, cfg, metric, run_config)
+        return RunState(), None
+    state, rng_at_stop = _restore(out, task, opt, gen)
+    if cfg.progress and dist.is_main():
+        print(f"resuming {out} after epoch {state.epoch} (step {state.step})", file=sys.stderr)
+    return state, rng_at_stop
+
+
+def _final_test(task: Task, cfg: TrainConfig, state: RunState, best_state: dict[str, torch.Tensor] | None,
+                metric: str | None, stopped: str, seconds: float) -> dict[str, Any]:
+    """Load the model to test (the best validated one, or the last), test it once; the results dict."""
+    if best_state is not None:
+        task.model.load_state_dict(best_state)
+    if not cfg.eval_every:  # no model selection: the final epoch is the model
+        state.best_epoch = len(state.epoch_seconds)
+    return {
+        "valid": state.best_valid if cfg.restore_best else state.last_valid,
+        "test": _evaluate(task, "test"),
+        "metric": metric,
+        "best_epoch": state.best_epoch,
+        "epochs_run": len(state.epoch_seconds),
+        "steps": state.step,
+        "stopped": stopped,
+        "stopped_early": stopped == "patience",
+        "seconds": seconds,
+        "seconds_per_epoch": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else 0.0,
+    }
+
+
 def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``task`` with early stopping on the validation metric (higher is better); test once at the end.
 
-    The tested model is the best validated one (``restore_best``; the last one when a limit stopped the
-    run before any validation), or the last one. Returns the
-    results dict (also written to ``out/results.json`` when ``cfg.out`` is set); ``stopped`` says
-    why training ended: ``epochs``, ``patience``, ``max_steps`` or ``max_minutes``.
+    The tested model is the best validated one (``restore_best``; the last one when a limit stopped
+    the run before any validation), or the last one. Returns the results dict (also written to
+    ``out/results.json`` when ``cfg.out`` is set); ``stopped`` says why training ended: ``epochs``,
+    ``patience``, ``max_steps`` or ``max_minutes``.
     """
     keep_freed_memory()
     dist.setup_from_env()
@@ -349,16 +391,7 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
     params = [p for p in task.model.parameters() if p.requires_grad]
     opt = task_optimizer(task, cfg, params)
     base_lrs = [g["lr"] for g in opt.param_groups]  # before a checkpoint overwrites them with scheduled ones
-
-    state, rng_at_stop = RunState(), None
-    if out:
-        check_run_dir(out, cfg.resume)
-        if cfg.resume and (out / CHECKPOINT).exists():
-            state, rng_at_stop = _restore(out, task, opt, gen)
-            if cfg.progress and main_rank:
-                print(f"resuming {out} after epoch {state.epoch} (step {state.step})", file=sys.stderr)
-        else:
-            _start_run_dir(out, cfg, metric, run_config)
+    state, rng_at_stop = _open_run(out, cfg, task, opt, gen, metric, run_config) if out else (RunState(), None)
     selecting = bool(cfg.eval_every and cfg.restore_best)
     best_state = None  # the model at the best validation so far (None before the first one)
     if selecting and state.best_epoch and out and (out / "best.pt").exists():
@@ -379,16 +412,10 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         state.epoch_seconds.append(record["train_seconds"])
         last = stopped is not None or epoch == cfg.epochs
         if cfg.eval_every and (epoch % cfg.eval_every == 0 or last):
-            state.last_valid = _validate(task, metric, record)
-            if state.last_valid[metric] > state.best_value:
-                state.best_value, state.best_epoch, state.best_valid = state.last_valid[metric], epoch, state.last_valid
-                state.bad_evals = 0
-                if selecting:
-                    best_state = _clone_state(task.model)
-                    if out and main_rank:
-                        save_torch(out / "best.pt", best_state)
-            else:
-                state.bad_evals += 1
+            if _validate(task, metric, record, state) and selecting:
+                best_state = _clone_state(task.model)
+                if out and main_rank:
+                    save_torch(out / "best.pt", best_state)
             if cfg.progress and main_rank:
                 _show(record, metric)
         state.seconds = record["seconds"] = budget.seconds()
@@ -398,23 +425,7 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
         if stopped is None:
             stopped = _stop_reason(cfg, state, budget)
 
-    if selecting and best_state is not None:
-        task.model.load_state_dict(best_state)
-    elif not cfg.eval_every:  # no model selection: the final epoch is the model
-        state.best_epoch = len(state.epoch_seconds)
-    test = _evaluate(task, "test")
-    results = {
-        "valid": state.best_valid if cfg.restore_best else state.last_valid,
-        "test": test,
-        "metric": metric,
-        "best_epoch": state.best_epoch,
-        "epochs_run": len(state.epoch_seconds),
-        "steps": state.step,
-        "stopped": stopped,
-        "stopped_early": stopped == "patience",
-        "seconds": budget.seconds(),
-        "seconds_per_epoch": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else 0.0,
-    }
+    results = _final_test(task, cfg, state, best_state if selecting else None, metric, stopped, budget.seconds())
     if out and main_rank:
         write_json(out / "results.json", results)
     return results
