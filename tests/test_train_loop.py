@@ -156,7 +156,7 @@ class Probe:
         return {"neg_a": -float(self.model["a"])}
 
     def applied_lrs(self):
-        a = self.a_after + [float(self.model["a"])]
+        a = self.a_after + [float(self.model["a"].detach())]
         return [round(x - y, 6) for x, y in zip(a, a[1:])]
 
 

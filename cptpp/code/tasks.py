@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import torch
 
-from cptpp.config import ConfigError, check_choice, check_range
+from cptpp.config import ConfigError, check_choice
 
 from .metrics import generation_metrics
 from .task_specs import PROTOCOLS, TASKS, CodeTaskConfig  # noqa: F401 (CodeTaskConfig re-exported)
