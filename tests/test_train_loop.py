@@ -297,3 +297,19 @@ def test_a_limit_before_any_validation_tests_the_trained_model():
     res = fit(task, TrainConfig(epochs=2, max_steps=3, lr=1.0, optimizer="sgd", progress=False))
     assert res["stopped"] == "max_steps" and res["epochs_run"] == 0 and res["valid"] == {}
     assert res["test"] == {"neg_a": 3.0}  # a = -3 after three steps, not the initial 0
+
+
+def test_defaults_live_in_the_config_dataclasses():
+    from cptpp.cli import build_parser
+    from cptpp.code.tasks import CodeTaskConfig
+    from cptpp.recsys.config import PromptTuneConfig, RankingConfig, RecTrainConfig
+
+    # recommenders keep SELFRec's seed (so recorded results reproduce); the loop itself is neutral
+    assert RecTrainConfig().seed == 2020 and TrainConfig().seed == 0 and TrainConfig().metric is None
+    args = build_parser().parse_args(["code-tune", "--task", "translation", "--method", "lora", "--model", "m"])
+    assert (args.max_source, args.max_target, args.batch_size) == (
+        CodeTaskConfig.max_source_tokens, CodeTaskConfig.max_target_tokens, CodeTaskConfig.batch_size) == (400, 128, 8)
+    for cls in (RecConfig, PromptTuneConfig):  # one declaration (and one check) of the shared fields
+        assert issubclass(cls, RankingConfig)
+        with pytest.raises(ConfigError, match="ks="):
+            cls(ks=[0])
