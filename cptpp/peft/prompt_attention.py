@@ -230,7 +230,9 @@ class _FullBatchTask:
 
 
 def train_model(model: nn.Module, train: ContextualMixture, steps: int = 300, lr: float = 0.05) -> list[float]:
-    """Full-batch Adam (torch's default, unfused kernel) on the logistic loss; returns the loss curve."""
+    """Full-batch Adam (torch's default, unfused kernel) on the logistic loss; returns the loss curve.
+
+    Trained by ``cptpp.train.fit`` (one epoch = one step), which seeds the global RNGs with 0."""
     from cptpp.train import TrainConfig, fit
 
     task = _FullBatchTask(model, train)
