@@ -71,8 +71,10 @@ def run_cpg(args) -> int:
 # --------------------------------------------------------------------------- code-tune
 
 def _add_code_tune(subparsers) -> None:
-    from .task_specs import TASKS
+    from .task_specs import TASKS, CodeTaskConfig
     from .tune import METHODS
+
+    defaults = CodeTaskConfig()
 
     p = subparsers.add_parser(
         "code-tune", help="train Transducer Tuning or a PEFT baseline on a code task (frozen HF backbone)",
@@ -88,13 +90,16 @@ def _add_code_tune(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--patience", type=int, default=0, help="stop after this many evaluations without gain (0: never)")
-    p.add_argument("--train-size", type=int, default=0, help="seeded sample of training pairs (0: all)")
-    p.add_argument("--valid-size", type=int, default=0, help="seeded sample of validation pairs (0: all)")
-    p.add_argument("--test-size", type=int, default=0, help="seeded sample of test pairs (0: all)")
-    p.add_argument("--max-source", type=int, default=400, help="source tokens per pair")
-    p.add_argument("--max-target", type=int, default=128, help="target tokens per pair")
+    p.add_argument("--train-size", type=int, default=defaults.train_size,
+                   help="seeded sample of training pairs (0: all)")
+    p.add_argument("--valid-size", type=int, default=defaults.valid_size,
+                   help="seeded sample of validation pairs (0: all)")
+    p.add_argument("--test-size", type=int, default=defaults.test_size,
+                   help="seeded sample of test pairs (0: all)")
+    p.add_argument("--max-source", type=int, default=defaults.max_source_tokens, help="source tokens per pair")
+    p.add_argument("--max-target", type=int, default=defaults.max_target_tokens, help="target tokens per pair")
     p.add_argument("--truncate-long", action="store_true",
                    help="truncate pairs over the limits instead of dropping them")
     p.add_argument("--fusion", default=None, help="transducer only: cross-attention (default) or as-released")
@@ -103,7 +108,7 @@ def _add_code_tune(subparsers) -> None:
     p.add_argument("--max-nodes", type=int, default=None, help="transducer only: CPG nodes per example (default 50)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="folder holding the task folders (default: $CPTPP_DATA_MIRROR/code)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=run_code_tune)
 
@@ -121,8 +126,8 @@ def run_code_tune(args) -> int:
     if args.method != "transducer" and given:
         raise ConfigError(f"{', '.join(given)}: only for --method transducer (got --method {args.method})")
     out = args.out or f"runs/code-tune-{args.task}-{args.method}" + time.strftime("-%Y%m%d-%H%M%S")
-    train_cfg = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer="adamw", metric="token_acc",
-                            patience=args.patience, seed=args.seed, out=out, resume=args.resume)
+    train_cfg = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer="adamw", patience=args.patience,
+                            seed=args.seed, out=out, resume=args.resume)
     task_cfg = CodeTaskConfig(task=args.task, max_source_tokens=args.max_source, max_target_tokens=args.max_target,
                               drop_long=not args.truncate_long, train_size=args.train_size,
                               valid_size=args.valid_size, test_size=args.test_size, batch_size=args.batch_size,

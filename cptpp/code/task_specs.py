@@ -1,11 +1,14 @@
-"""The code tasks of the data mirror: folder, languages, split protocol, prompt separator (no torch import).
+"""The code tasks of the data mirror: folder, languages, split protocol, prompt separator, and the
+settings of a code task run (no torch import).
 
-``cptpp.code.tasks`` documents the tasks and loads them; this table is separate so that the CLI
-can list the task names without importing torch.
+``cptpp.code.tasks`` documents the tasks and loads them; this table and ``CodeTaskConfig`` are
+separate so that the CLI can list the task names and read the defaults without importing torch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from cptpp.config import check_choice, check_range
 
 
 @dataclass(frozen=True)
@@ -26,3 +29,26 @@ TASKS: dict[str, TaskSpec] = {
     "docstring": TaskSpec("python_code_docstring_v1", "python", False, True, None, "\n# docstring:\n"),
 }
 PROTOCOLS = {True: "official-splits", False: "valid-as-train"}
+
+
+@dataclass
+class CodeTaskConfig:
+    task: str = "translation"
+    max_source_tokens: int = 400  # `cptpp code-tune --max-source` reads its default here
+    max_target_tokens: int = 128
+    drop_long: bool = True         # keep only pairs that fit the limits (else truncate)
+    train_size: int = 0            # 0 = all (after drop_long)
+    valid_size: int = 0
+    test_size: int = 0
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    separator: str | None = None   # between source and target for a decoder-only LM; None: the task's
+    valid_generate: bool = False   # validation by greedy decoding (bleu) instead of teacher forcing
+    seed: int = 0
+
+    def __post_init__(self):
+        check_choice("task", self.task, tuple(TASKS))
+        for name in ("max_source_tokens", "max_target_tokens", "batch_size", "eval_batch_size"):
+            check_range(name, getattr(self, name), 1)
+        for name in ("train_size", "valid_size", "test_size"):
+            check_range(name, getattr(self, name), 0)

@@ -96,18 +96,20 @@ class ClassificationTask:
     """Adapter for ``cptpp.train.fit``: ``model(input_ids, attention_mask) -> logits [B, C]`` trained with
     cross-entropy. Splits are token-id lists (from :func:`encode`), right-padded per batch with ``pad_id``.
 
-    ``metrics(pred, gold, examples)`` scores a split (default: accuracy); it must report the loop's metric.
+    ``metrics(pred, gold, examples)`` scores a split (default: accuracy); ``metric`` is the key of it that
+    selects the best epoch.
     """
 
     def __init__(self, model: torch.nn.Module, ids: dict[str, list[list[int]]], examples: dict[str, list[Example]],
                  pad_id: int, batch_size: int = 16, eval_batch_size: int = 64,
-                 device: torch.device | str = "cpu", metrics: Metrics | None = None):
+                 device: torch.device | str = "cpu", metrics: Metrics | None = None, metric: str = "accuracy"):
         check_range("batch_size", batch_size, 1)
         self.model, self.ids, self.examples = model, ids, examples
         self.labels = {s: torch.tensor([e.label for e in ex]) for s, ex in examples.items()}
         self.pad_id, self.batch_size, self.eval_batch_size = pad_id, batch_size, eval_batch_size
         self.device = torch.device(device)
         self.metrics = metrics or (lambda pred, gold, examples: {"accuracy": accuracy(pred, gold)})
+        self.metric = metric
 
     def _batch(self, split: str, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids, mask = pad_batch([self.ids[split][i] for i in idx], self.pad_id)

@@ -12,7 +12,8 @@ Text (from $CPTPP_DATA_MIRROR/text, about 3.5 MB): SuperGLUE MultiRC, RTE, WiC, 
 text fields, UD-POS English train/dev/test and PAN-X English train/dev sentences. BoolQ is left out (its
 validation split is the commonsense BoolQ set), and so is everything under commonsense-llm-adapters. A seeded 2%
 of documents is held out; the held-out loss (nats/byte) is reported every --eval-every steps, each evaluation
-writes out/checkpoint.pt, and --resume continues a killed run (or a finished one with a larger budget)."""
+writes out/train/checkpoint.pt (the shared training loop's run folder), and --resume continues a killed run
+(or a finished one with a larger budget)."""
 
 
 def add_commands(subparsers) -> None:
@@ -39,7 +40,7 @@ def add_commands(subparsers) -> None:
                               help="pre-train a small byte-level Mamba LM on the mirror's English text",
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder; the final model is saved in it (load it with --model OUT)")
-    p.add_argument("--resume", action="store_true", help="continue out/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue out/train/checkpoint.pt")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

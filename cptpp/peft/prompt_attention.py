@@ -209,18 +209,36 @@ MODELS = {
 }
 
 
+class _FullBatchTask:
+    """``fit`` task: one epoch = one full-batch step on the logistic loss; records the loss curve."""
+
+    metric = "accuracy"
+
+    def __init__(self, model: nn.Module, train: ContextualMixture):
+        self.model, self.train, self.curve = model, train, []
+
+    def batches(self, epoch: int, generator: torch.Generator) -> list[ContextualMixture]:
+        return [self.train]
+
+    def loss(self, data: ContextualMixture) -> torch.Tensor:
+        loss = logistic_loss(self.model(data.X), data.y)
+        self.curve.append(float(loss.detach()))
+        return loss
+
+    def evaluate(self, split: str) -> dict[str, float]:  # the study tests on fresh data itself
+        return {"accuracy": accuracy(self.model, self.train)}
+
+
 def train_model(model: nn.Module, train: ContextualMixture, steps: int = 300, lr: float = 0.05) -> list[float]:
-    """Full-batch Adam on the logistic loss; returns the loss curve."""
-    params = [q for q in model.parameters() if q.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    curve = []
-    for _ in range(steps):
-        loss = logistic_loss(model(train.X), train.y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        curve.append(float(loss.detach()))
-    return curve
+    """Full-batch Adam (torch's default, unfused kernel) on the logistic loss; returns the loss curve.
+
+    Trained by ``cptpp.train.fit`` (one epoch = one step), which seeds the global RNGs with 0."""
+    from cptpp.train import TrainConfig, fit
+
+    task = _FullBatchTask(model, train)
+    fit(task, TrainConfig(epochs=steps, lr=lr, optimizer="adam", fused=False, eval_every=0, patience=0,
+                          progress=False))
+    return task.curve
 
 
 @torch.no_grad()

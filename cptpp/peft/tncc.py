@@ -142,4 +142,5 @@ def build_tncc_task(splits: dict[str, list[Title]], model: torch.nn.Module, toke
     examples = {s: to_examples(t) for s, t in splits.items()}
     ids = {s: encode(ex, tokenizer, architecture, max_length) for s, ex in examples.items()}
     return ClassificationTask(model, ids, examples, pad_token_id(tokenizer),
-                              metrics=lambda pred, gold, ex: tncc_metrics(pred, gold), **kwargs)
+                              metrics=lambda pred, gold, ex: tncc_metrics(pred, gold), metric="macro_f1",
+                              **kwargs)

@@ -163,6 +163,7 @@ class TaggingTask:
     def __init__(self, splits: TaggingSplits, device: torch.device | str = "cpu"):
         self.splits, self.device = splits, torch.device(device)
         self.task = splits.task
+        self.metric = "f1" if self.task == "ner" else "accuracy"  # entity F1 for NER, token accuracy for POS
 
     def sentences(self, split: str) -> list[TaggedSentence]:
         if split in ("train", "valid", "test"):

@@ -3,30 +3,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from cptpp.config import add_dataclass_options, build_configs, check_range, load_json_config
-from cptpp.recsys.config import MODELS, PromptTuneConfig, RecConfig
-from cptpp.train.config import TrainConfig
+from cptpp.config import add_dataclass_options, build_configs, load_json_config
+from cptpp.recsys.config import MODELS, DataConfig, PromptTuneConfig, RecConfig, RecTrainConfig
 
-
-@dataclass
-class DataConfig:
-    """Which data and how it is split (see ``cptpp data list``)."""
-
-    dataset: str = "ml-100k"
-    data_seed: int = 0
-    valid_ratio: float = 0.1
-    rating_threshold: float | None = None
-    kcore: int = 0
-    device: str = "auto"
-
-    def __post_init__(self):
-        check_range("valid_ratio", self.valid_ratio, 0)
-        check_range("kcore", self.kcore, 0)
-
-
-CONFIG_CLASSES = (DataConfig, RecConfig, TrainConfig)
+CONFIG_CLASSES = (DataConfig, RecConfig, RecTrainConfig)
 
 
 def add_commands(sub) -> None:
@@ -54,7 +36,7 @@ def add_commands(sub) -> None:
     p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
     p.add_argument("--epochs", type=int, dest="epochs", default=None, help="training epochs (default 20)")
     p.add_argument("--device", default="auto")
-    add_dataclass_options(p, PromptTuneConfig, TrainConfig, skip=("epochs",))
+    add_dataclass_options(p, PromptTuneConfig, RecTrainConfig, skip=("epochs",))
     p.set_defaults(func=run_prompt_tune)
 
 
@@ -125,7 +107,7 @@ def run_prompt_tune(args) -> int:
 
     encoder, pre_cfg = load_pretrained(args.pretrained)
     file_values = load_json_config(args.config) if args.config else {}
-    tune_cfg, train_cfg = build_configs((PromptTuneConfig, TrainConfig), file_values, _cli_values(args),
+    tune_cfg, train_cfg = build_configs((PromptTuneConfig, RecTrainConfig), file_values, _cli_values(args),
                                         source=args.config or "command line")
     data_cfg = DataConfig(**{**pre_cfg["data"], "device": args.device})
     if train_cfg.out is None:

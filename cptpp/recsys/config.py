@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cptpp.config import ConfigError, check_choice, check_range
+from cptpp.train.config import TrainConfig
 
 PROMPTS = ("historical", "factorization", "high_order")
 FUSIONS = ("concat_mlp", "add")
@@ -22,25 +23,66 @@ MODEL_DEFAULTS = {
 
 
 @dataclass
-class RecConfig:
+class DataConfig:
+    """Which data and how it is split (see ``cptpp data list``)."""
+
+    dataset: str = "ml-100k"
+    data_seed: int = 0
+    valid_ratio: float = 0.1
+    rating_threshold: float | None = None
+    kcore: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        check_range("valid_ratio", self.valid_ratio, 0)
+        check_range("kcore", self.kcore, 0)
+
+
+@dataclass
+class RecTrainConfig(TrainConfig):
+    """The loop's settings for recommenders: SELFRec's seed, so runs match the results recorded so far.
+
+    (The validation metric is the task's own: Recall@20.)
+    """
+
+    seed: int = 2020
+
+
+@dataclass
+class RankingConfig:
+    """What every BPR-trained, full-ranking-evaluated recommender shares: the batch, the L2 weight and
+    the evaluation cutoffs and block size (users scored per matmul)."""
+
+    batch_size: int = 2048
+    l2: float = 1e-4
+    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
+    eval_block: int = 2048
+
+    def __post_init__(self):
+        check_range("batch_size", self.batch_size, 1)
+        check_range("l2", self.l2, 0)
+        check_range("eval_block", self.eval_block, 1)
+        if not self.ks or min(self.ks) < 1:
+            raise ConfigError(f"ks={self.ks} must be a non-empty list of positive cutoffs")
+
+
+@dataclass
+class RecConfig(RankingConfig):
     """Model and objective hyperparameters (``None`` = the model's default from MODEL_DEFAULTS)."""
 
     model: str = "lightgcn"
     mode: str = "joint"
     dim: int = 64
     layers: int | None = None
-    batch_size: int = 2048
-    l2: float = 1e-4
     cl_weight: float | None = None
     tau: float | None = None
     eps: float | None = None
     drop_ratio: float = 0.1
     sgl_aug: str = "ed"
     cl_layer: int = 1
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    eval_block: int = 2048
 
     def __post_init__(self):
+        super().__post_init__()
         check_choice("model", self.model, MODELS)
         check_choice("mode", self.mode, MODES)
         check_choice("sgl_aug", self.sgl_aug, ("ed", "nd", "rw"))
@@ -52,8 +94,6 @@ class RecConfig:
                 setattr(self, key, 0.0)
         check_range("dim", self.dim, 1)
         check_range("layers", self.layers, 0)
-        check_range("batch_size", self.batch_size, 1)
-        check_range("l2", self.l2, 0)
         check_range("drop_ratio", self.drop_ratio, 0)
         if self.drop_ratio >= 1:
             raise ConfigError(f"drop_ratio={self.drop_ratio} must be < 1")
@@ -67,8 +107,6 @@ class RecConfig:
             raise ConfigError(f"cl_layer={self.cl_layer} must be in [1, layers={self.layers}]")
         if self.mode == "pretrain" and self.model in ("mf", "lightgcn"):
             raise ConfigError(f"mode=pretrain needs a contrastive model (sgl, simgcl, xsimgcl), not {self.model}")
-        if not self.ks or min(self.ks) < 1:
-            raise ConfigError(f"ks={self.ks} must be a non-empty list of positive cutoffs")
 
     @property
     def objective(self) -> str:
@@ -80,20 +118,17 @@ PROMPT_MODES = ("paper", "official-code")
 
 
 @dataclass
-class PromptTuneConfig:
+class PromptTuneConfig(RankingConfig):
     prompt: str = "high_order"
     fusion: str = "concat_mlp"
     tune: str | None = None  # paper: "prompt"; official-code: "all"
     mode: str = "paper"
     rescale: bool | None = None  # paper: True; official-code: False (see prompt_tuning.py)
     hidden: int = 256
-    batch_size: int = 2048
-    l2: float = 1e-4
     nmf_iters: int = 200
-    ks: list[int] = field(default_factory=lambda: [5, 10, 20])
-    eval_block: int = 2048
 
     def __post_init__(self):
+        super().__post_init__()
         check_choice("prompt", self.prompt, PROMPTS)
         check_choice("fusion", self.fusion, FUSIONS)
         check_choice("mode", self.mode, PROMPT_MODES)
@@ -106,6 +141,4 @@ class PromptTuneConfig:
             raise ConfigError("mode=official-code reproduces the reference code: it trains the whole "
                               "encoder (tune=all) with concat_mlp fusion and no rescale")
         check_range("hidden", self.hidden, 1)
-        check_range("batch_size", self.batch_size, 1)
-        check_range("l2", self.l2, 0)
         check_range("nmf_iters", self.nmf_iters, 1)

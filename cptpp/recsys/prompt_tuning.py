@@ -131,6 +131,7 @@ class PromptTuningTask:
         self.train_pairs = torch.from_numpy(data.train).to(self.device)
         self.sampler = NegativeSampler(data.train, data.num_users, data.num_items, device=self.device)
         self._csr = {s: data.csr(s) for s in ("train", "valid", "test")}
+        self.metric = f"recall@{20 if 20 in cfg.ks else max(cfg.ks)}"  # the loop's validation metric
 
     def batches(self, epoch: int, generator: torch.Generator):
         rank, world = dist.rank(), dist.world_size()

@@ -36,6 +36,7 @@ class RecTask:
         self.objective = objective_cls(self)
         self._csr = {s: data.csr(s) for s in ("train", "valid", "test")}
         self.last_terms: dict[str, float] = {}
+        self.metric = f"recall@{20 if 20 in cfg.ks else max(cfg.ks)}"  # the loop's validation metric
 
     # ---- the loop's interface
     def batches(self, epoch: int, generator: torch.Generator):

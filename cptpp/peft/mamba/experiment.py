@@ -93,6 +93,8 @@ def _batches(rows: list[tuple[list[int], list[int]]], batch_size: int, pad_id: i
 class MultipleChoiceTask:
     """``cptpp.train`` task: LM loss on the gold answer label; evaluation = LM-likelihood accuracy."""
 
+    metric = "accuracy"
+
     def __init__(self, model, tokenizer, splits: dict[str, list[MCExample]], *, pad_id: int, batch_size: int = 16,
                  max_len: int = 128, eval_batch_size: int = 64, mode: str = "label"):
         self.model, self.tok, self.splits, self.pad_id = model, tokenizer, splits, pad_id
@@ -116,6 +118,8 @@ class MultipleChoiceTask:
 
 class TextLMTask:
     """Plain next-token training on texts; ``neg_loss`` on held-out texts is the selection metric."""
+
+    metric = "neg_loss"
 
     def __init__(self, model, tokenizer, train: list[str], valid: list[str], *, pad_id: int, batch_size: int = 16,
                  max_len: int = 128):

@@ -4,38 +4,41 @@ Text: ``corpus.build_corpus`` (SuperGLUE MultiRC/RTE/WiC/CB/COPA/WSC, UD-POS and
 BoolQ, nothing from the commonsense evaluation sets). Batches are windows of ``max_len`` bytes at
 random offsets of the training stream; the loss is next-byte cross-entropy (nats/byte).
 
-This is a step- and time-bounded loop rather than ``cptpp.train.fit``: LM pre-training has no
-epochs, no model selection and no test split, and its budget is wall time.
+Training is ``cptpp.train.fit`` on :class:`ByteLMTask`: an "epoch" is ``eval_every`` steps followed
+by a held-out evaluation on ``eval_windows`` windows; the budget is ``steps`` and/or ``minutes``; there
+is no model selection (the last model is kept) and the "test" is the held-out loss on every window.
 
 Run directory ``out``:
     config.json, model.safetensors  the final model, ``MambaForCausalLM.from_pretrained(out)``
     cptpp_byte_lm.json    written last: marks a byte-level model (``experiment.load_base`` then uses
                           ``ByteTokenizer``) and says what it is (parameters, bytes seen, held-out loss, corpus)
-    checkpoint.pt         state after the last evaluation, written atomically; ``resume=True`` continues it
     pretrain_config.json  the run's ``PretrainConfig``
-    log.jsonl             one record per evaluation (step, bytes seen, seconds, lr, train and held-out loss)
+    train/                the loop's run directory: checkpoint.pt after every evaluation (``resume=True``
+                          continues it), metrics.jsonl (one record per evaluation), results.json
+    log.jsonl             written at the end: one record per held-out evaluation (step, bytes seen, seconds,
+                          lr, train and held-out loss), the last one the final evaluation on every window
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from transformers import MambaConfig, MambaForCausalLM
 
 from cptpp.config import ConfigError
-from cptpp.io import append_jsonl, save_torch, write_json
+from cptpp.io import write_json
 from cptpp.peft.mamba.corpus import Corpus, build_corpus, heldout_windows, random_windows
 from cptpp.peft.mamba.pretrain_config import RESUMABLE_CHANGES, PretrainConfig
 from cptpp.peft.mamba.tuners import use_cptpp_scan
 from cptpp.peft.tokenizers import ByteTokenizer
-from cptpp.train.allocator import keep_freed_memory
+from cptpp.train import schedule
+from cptpp.train.loop import CHECKPOINT, check_run_dir, fit
 from cptpp.train.params import count_parameters
 
 MARKER = "cptpp_byte_lm.json"
@@ -89,20 +92,56 @@ def heldout_loss(model: MambaForCausalLM, windows: torch.Tensor, batch_size: int
 
 def lr_at(cfg: PretrainConfig, step: int, progress: float) -> float:
     """LR for 0-based ``step`` at ``progress`` in [0, 1) of the budget: warmup, constant, linear cooldown to 0."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.cooldown > 0 and progress > 1 - cfg.cooldown:
-        return cfg.lr * max(0.0, 1 - progress) / cfg.cooldown
-    return cfg.lr
+    return schedule.lr_at(cfg.lr, step, progress, warmup_steps=cfg.warmup_steps, cooldown=cfg.cooldown)
 
 
-def _optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        # No decay on gains, biases, D and A_log (decaying A_log would pull every decay rate to 1).
-        (decay if p.ndim >= 2 and not name.endswith("A_log") else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=device.type in ("cpu", "cuda"))
+class _Windows:
+    """``n`` batches of random training windows, drawn one at a time (a budget may end the epoch early,
+    and the generator state in the checkpoint must then not include windows that were never trained on)."""
+
+    def __init__(self, n: int, draw: Callable[[], torch.Tensor]):
+        self.n, self.draw = n, draw
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return (self.draw() for _ in range(self.n))
+
+
+class ByteLMTask:
+    """``fit`` task: next-byte loss on random windows [batch_size, max_len] of the training stream.
+
+    An epoch is ``eval_every`` steps; ``evaluate("valid")`` is the held-out loss on ``eval_windows``
+    windows, ``evaluate("test")`` on every held-out window.
+    """
+
+    metric = "neg_heldout_loss"
+
+    def __init__(self, model: MambaForCausalLM, corpus: Corpus, cfg: PretrainConfig, device: torch.device):
+        self.model, self.corpus, self.cfg, self.device = model, corpus, cfg, device
+        self.windows = {"valid": heldout_windows(corpus.heldout, cfg.max_len, cfg.eval_windows),
+                        "test": heldout_windows(corpus.heldout, cfg.max_len)}
+
+    def batches(self, epoch: int, generator: torch.Generator) -> _Windows:
+        cfg = self.cfg
+        return _Windows(cfg.eval_every, lambda: random_windows(self.corpus.train, cfg.batch_size, cfg.max_len,
+                                                               generator).to(self.device))
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            # No decay on gains, biases, D and A_log (decaying A_log would pull every decay rate to 1).
+            (decay if p.ndim >= 2 and not name.endswith("A_log") else no_decay).append(p)
+        return [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def loss(self, ids: torch.Tensor) -> torch.Tensor:
+        return lm_loss(self.model, ids)
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        windows = self.windows[split]
+        loss = heldout_loss(self.model, windows, self.cfg.batch_size, self.device)
+        return {"heldout_loss": loss, "neg_heldout_loss": -loss, "heldout_windows": len(windows)}
 
 
 def _check_resumable(saved: dict[str, Any], cfg: PretrainConfig, where: Path) -> None:
@@ -123,25 +162,37 @@ def _save_final(model: MambaForCausalLM, out: Path, info: dict[str, Any]) -> Non
     write_json(out / MARKER, info)
 
 
+def _write_log(out: Path, cfg: PretrainConfig, results: dict[str, Any]) -> None:
+    """``log.jsonl`` from the loop's per-evaluation records; the final evaluation on every held-out window
+    replaces a periodic one at the same step."""
+    lines = (out / "train" / "metrics.jsonl").read_text().splitlines()
+    evals = [r for r in map(json.loads, lines) if "valid" in r]
+    per_step = cfg.batch_size * cfg.max_len
+    log = [{"step": r["step"], "bytes_seen": r["step"] * per_step, "elapsed_s": r["seconds"], "lr": r["lr"],
+            "train_loss": r["loss"], "heldout_loss": r["valid"]["heldout_loss"],
+            "heldout_windows": r["valid"]["heldout_windows"]} for r in evals if r["step"] < results["steps"]]
+    test = results["test"]
+    log.append({"step": results["steps"], "bytes_seen": results["steps"] * per_step, "elapsed_s": results["seconds"],
+                "final": True, "train_loss": evals[-1]["loss"] if evals else None,
+                "heldout_loss": test["heldout_loss"], "heldout_windows": test["heldout_windows"]})
+    (out / "log.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in log))
+
+
 def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, device: str | torch.device = "cpu",
              progress: bool = True, corpus: Corpus | None = None) -> tuple[MambaForCausalLM, dict[str, Any]]:
     """Pre-train until ``cfg.steps`` or ``cfg.minutes`` runs out; returns the model and its marker info.
 
-    ``resume``: continue ``out/checkpoint.pt`` (a killed run, or a finished one with a larger budget).
+    ``resume``: continue ``out/train/checkpoint.pt`` (a killed run, or a finished one with a larger budget).
     ``corpus``: the text to use (default: ``build_corpus(cfg.seed, cfg.heldout_fraction)``).
     """
     from tqdm.auto import tqdm
 
-    keep_freed_memory()
     out, device = Path(out), torch.device(device)
-    ckpt_path = out / "checkpoint.pt"
-    saved = None
-    if ckpt_path.exists():
-        if not resume:
-            raise ConfigError(f"{out} already holds a pre-training run; pass --resume to continue it or choose "
-                              "another --out")
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        _check_resumable(saved["config"], cfg, ckpt_path)
+    loop_dir = out / "train"
+    check_run_dir(loop_dir, resume)
+    resuming = resume and (loop_dir / CHECKPOINT).exists()
+    if resuming and (out / "pretrain_config.json").exists():
+        _check_resumable(json.loads((out / "pretrain_config.json").read_text()), cfg, out / "pretrain_config.json")
     if corpus is None:
         corpus = build_corpus(cfg.seed, cfg.heldout_fraction)
     c = corpus.summary()
@@ -152,85 +203,24 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, devi
     torch.manual_seed(cfg.seed)
     model = use_cptpp_scan(MambaForCausalLM(byte_mamba_config(cfg))).to(device).train()
     n_params = count_parameters(model).base
-    opt = _optimizer(model, cfg, device)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step, bytes_seen, elapsed = 0, 0, 0.0
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "log.jsonl"
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        gen.set_state(saved["generator"])
-        step, bytes_seen, elapsed = saved["step"], saved["bytes_seen"], saved["elapsed_s"]
-        kept = [r for r in map(json.loads, log_path.read_text().splitlines()) if r["step"] <= step] \
-            if log_path.exists() else []
-        log_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-    else:
-        log_path.write_text("")
     write_json(out / "pretrain_config.json", asdict(cfg))
     tqdm.write(f"model: {n_params:,} parameters (hidden {cfg.hidden}, {cfg.layers} layers, state {cfg.state}), "
-               f"device {device}, {torch.get_num_threads()} threads" + (f"; resumed at step {step}" if saved else ""))
+               f"device {device}, {torch.get_num_threads()} threads")
 
-    eval_ids = heldout_windows(corpus.heldout, cfg.max_len, cfg.eval_windows)
-    budget_s = cfg.minutes * 60
-    t0 = time.perf_counter() - elapsed  # time.perf_counter() - t0 = seconds of this run so far, resumes included
-
-    def finished() -> bool:
-        return bool((cfg.steps and step >= cfg.steps) or (budget_s and time.perf_counter() - t0 >= budget_s))
-
-    def checkpoint(record: dict[str, Any] | None) -> None:
-        if record is not None:
-            append_jsonl(log_path, record)
-        save_torch(ckpt_path, {"config": asdict(cfg), "step": step, "bytes_seen": bytes_seen,
-                               "elapsed_s": time.perf_counter() - t0, "model": model.state_dict(),
-                               "optimizer": opt.state_dict(), "generator": gen.get_state()})
-
-    bar = tqdm(total=cfg.steps or None, initial=step, unit="step", desc="mamba-pretrain", disable=not progress)
-    run_loss, run_steps, last_heldout = 0.0, 0, None
-    while not finished():
-        frac = max(step / cfg.steps if cfg.steps else 0.0, (time.perf_counter() - t0) / budget_s if budget_s else 0.0)
-        lr = lr_at(cfg, step, frac)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        ids = random_windows(corpus.train, cfg.batch_size, cfg.max_len, gen).to(device)
-        loss = lm_loss(model, ids)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        bytes_seen += ids.numel()
-        run_loss += float(loss.detach())
-        run_steps += 1
-        bar.update(1)
-        spent = time.perf_counter() - t0
-        bar.set_postfix(loss=f"{run_loss / run_steps:.3f}", lr=f"{lr:.1e}",
-                        heldout="-" if last_heldout is None else f"{last_heldout:.3f}",
-                        min=f"{spent / 60:.1f}" + (f"/{cfg.minutes:g}" if budget_s else ""))
-        if step % cfg.eval_every == 0 and not finished():  # the final evaluation follows the loop
-            last_heldout = heldout_loss(model, eval_ids, cfg.batch_size, device)
-            record = {"step": step, "bytes_seen": bytes_seen, "elapsed_s": time.perf_counter() - t0, "lr": lr,
-                      "train_loss": run_loss / run_steps, "heldout_loss": last_heldout,
-                      "heldout_windows": len(eval_ids)}
-            tqdm.write(f"step {step}: train {record['train_loss']:.4f} held-out {last_heldout:.4f} nats/byte "
-                       f"({bytes_seen / 1e6:.2f} M bytes, {record['elapsed_s'] / 60:.1f} min)")
-            checkpoint(record)
-            run_loss, run_steps = 0.0, 0
-    bar.close()
-
-    all_windows = heldout_windows(corpus.heldout, cfg.max_len)
-    final = heldout_loss(model, all_windows, cfg.batch_size, device)
-    seconds = time.perf_counter() - t0
-    checkpoint({"step": step, "bytes_seen": bytes_seen, "elapsed_s": seconds, "final": True,
-                "train_loss": run_loss / max(run_steps, 1), "heldout_loss": final, "heldout_windows": len(all_windows)})
+    results = fit(ByteLMTask(model, corpus, cfg, device), cfg.loop_config(str(loop_dir), resume, progress),
+                  run_config={"pretrain": asdict(cfg), "corpus": c})
+    _write_log(out, cfg, results)
+    step, seconds = results["steps"], results["seconds"]
+    final, n_windows = results["test"]["heldout_loss"], results["test"]["heldout_windows"]
+    bytes_seen = step * cfg.batch_size * cfg.max_len
     info = {"format": "cptpp byte-level Mamba LM", "tokenizer": "ByteTokenizer: UTF-8 bytes 0-255, pad 256",
             "vocab_size": ByteTokenizer.vocab_size, "pad_token_id": ByteTokenizer.pad_token_id,
             "parameters": n_params, "steps": step, "bytes_seen": bytes_seen, "seconds": seconds,
             "heldout_loss": final, "heldout_loss_unit": "nats/byte (next-byte cross-entropy)",
-            "heldout_windows": len(all_windows), "corpus": c, "config": asdict(cfg), "torch": torch.__version__,
+            "heldout_windows": n_windows, "corpus": c, "config": asdict(cfg), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "device": str(device)}
     _save_final(model, out, info)
     tqdm.write(f"done: {step} steps, {bytes_seen:,} bytes seen, {seconds / 60:.1f} min, held-out {final:.4f} "
-               f"nats/byte on {len(all_windows)} windows; saved to {out}")
+               f"nats/byte on {n_windows} windows; saved to {out}")
     return model, info

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cptpp.config import ConfigError, check_range
+from cptpp.train.config import TrainConfig
 
 # Fields a resumed run may change: the budget and how often it reports. Everything else defines
 # the model, the data or the optimization, and must match the checkpoint.
@@ -17,6 +18,10 @@ class PretrainConfig:
     Defaults give 2,694,144 parameters (hidden 256, 6 layers, state 16, expand 2, tied LM head).
     The LR warms up linearly for ``warmup_steps``, stays constant, and decays linearly to 0 over the
     last ``cooldown`` fraction of the budget (by steps, or by wall time when only ``minutes`` is set).
+
+    The optimization fields are the training loop's under the names of ``cptpp mamba-pretrain``'s
+    options; :meth:`loop_config` maps them onto the :class:`TrainConfig` that ``fit`` runs (and that
+    validates them).
     """
 
     hidden: int = 256
@@ -40,13 +45,17 @@ class PretrainConfig:
         for name in ("hidden", "layers", "state", "batch_size", "eval_every", "eval_windows"):
             check_range(name, getattr(self, name), 1)
         check_range("max_len", self.max_len, 2)
-        check_range("lr", self.lr, 0, lo_open=True)
-        check_range("weight_decay", self.weight_decay, 0)
-        check_range("warmup_steps", self.warmup_steps, 0)
-        check_range("cooldown", self.cooldown, 0, 1)
-        check_range("grad_clip", self.grad_clip, 0)
         check_range("minutes", self.minutes, 0)
         check_range("steps", self.steps, 0)
         check_range("heldout_fraction", self.heldout_fraction, 0, 0.5, lo_open=True)
         if self.minutes == 0 and self.steps == 0:
             raise ConfigError("minutes=0 and steps=0 leave training unbounded; set --minutes or --steps")
+        self.loop_config()  # lr, weight_decay, warmup_steps, cooldown, grad_clip: checked by the loop's config
+
+    def loop_config(self, out: str | None = None, resume: bool = False, progress: bool = True) -> TrainConfig:
+        """The loop's settings: AdamW (betas 0.9, 0.95), an "epoch" of ``eval_every`` steps, each validated on
+        ``eval_windows`` held-out windows; no epoch limit, no early stopping, the last model is the result."""
+        return TrainConfig(epochs=0, lr=self.lr, weight_decay=self.weight_decay, optimizer="adamw", betas=(0.9, 0.95),
+                           grad_clip=self.grad_clip, schedule="constant", warmup_steps=self.warmup_steps,
+                           cooldown=self.cooldown, max_steps=self.steps, max_minutes=self.minutes, seed=self.seed,
+                           patience=0, eval_every=1, restore_best=False, out=out, resume=resume, progress=progress)
