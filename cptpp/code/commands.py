@@ -107,7 +107,7 @@ def _add_code_tune(subparsers) -> None:
                    help="transducer only: local sentence encoder for node labels (default: MiniLM package)")
     p.add_argument("--max-nodes", type=int, default=None, help="transducer only: CPG nodes per example (default 50)")
     p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="folder holding the task folders (default: $CPTPP_DATA_MIRROR/code)")
+                   help="your own folder holding the task folders, read as it is (no checksum); default: the registered dataset (mirror -> cache -> download, sha256-checked)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=run_code_tune)
