@@ -36,6 +36,7 @@ class RecConfig:
     eps: float | None = None
     drop_ratio: float = 0.1
     sgl_aug: str = "ed"
+    cl_negatives: str | None = None  # SGL: batch (SELFRec) or all (RecBole); see objectives.sgl_cl
     cl_layer: int = 1
     ks: list[int] = field(default_factory=lambda: [5, 10, 20])
     eval_block: int = 2048
@@ -47,6 +48,12 @@ class RecConfig:
         for key, value in MODEL_DEFAULTS[self.model].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.cl_negatives is None:
+            self.cl_negatives = "batch"
+        check_choice("cl_negatives", self.cl_negatives, ("batch", "all"))
+        if self.cl_negatives == "all" and self.model != "sgl":
+            raise ConfigError(f"cl_negatives=all is SGL's RecBole form; model={self.model} contrasts in-batch "
+                              "nodes only (cl_negatives=batch)")
         for key in ("cl_weight", "tau", "eps"):
             if getattr(self, key) is None:
                 setattr(self, key, 0.0)
