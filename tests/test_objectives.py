@@ -171,3 +171,12 @@ def test_config_errors_name_valid_choices():
         RecConfig(model="simgcl", cl_negatives="all")
     with pytest.raises(ConfigError, match="cl_layer"):
         RecConfig(model="xsimgcl", layers=2, cl_layer=3)
+
+
+def test_sgl_defaults_joint_recbole_form_pretrain_selfrec_form():
+    joint = RecConfig(model="sgl")
+    assert (joint.cl_negatives, joint.tau, joint.cl_weight) == ("all", 0.5, 0.05)
+    pre = RecConfig(model="sgl", mode="pretrain")
+    assert (pre.cl_negatives, pre.tau) == ("batch", 0.2)
+    assert RecConfig(model="sgl", mode="pretrain", cl_negatives="all", tau=0.5).cl_negatives == "all"
+    assert RecConfig(model="simgcl").cl_negatives == "batch"
