@@ -67,16 +67,24 @@ def test_grid_search_scores_trials_on_validation_and_resumes(ratings_csv, tmp_pa
     assert {r: (r / "results.json").stat().st_mtime_ns for r in runs} == stamps
 
 
-def test_killed_trial_is_retried_with_its_values(ratings_csv, tmp_path):
+@pytest.mark.parametrize("sampler", ["tpe", "grid"])
+def test_killed_trial_is_retried_with_its_values(ratings_csv, tmp_path, sampler):
     out = tmp_path / "search"
     out.mkdir()
     study = optuna.create_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}", direction="maximize")
     study.enqueue_trial({"lr": 0.02})
-    study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})  # left RUNNING: "killed"
-    assert _search(ratings_csv, out, "--space", "lr=logfloat:1e-3:1e-1", "--trials", "2") == 0
+    if sampler == "grid":
+        study.ask({"lr": optuna.distributions.CategoricalDistribution([0.02, 0.005])})  # left RUNNING: "killed"
+        space = "lr=choice:0.02,0.005"
+    else:
+        study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
+        space = "lr=logfloat:1e-3:1e-1"
+    assert _search(ratings_csv, out, "--space", space, "--trials", "2", "--sampler", sampler) == 0
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2 and 0.02 in [t.params["lr"] for t in done]
+    if sampler == "grid":  # the killed point ran again and the rest of the grid too
+        assert sorted(t.params["lr"] for t in done) == [0.005, 0.02]
 
 
 def test_search_needs_out_and_a_space(ratings_csv, capsys):

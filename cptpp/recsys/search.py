@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import itertools
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,25 +139,39 @@ def run_search(args) -> int:
         raise ConfigError("search scores trials on validation; eval_every=0 has none")
     fixed.setdefault("progress", False)
     metric = str(fixed.get("metric", "recall@20"))
-    if args.sampler == "grid":
-        if any(s.kind != "choice" for s in spaces):
-            raise ConfigError("--sampler grid needs only choice spaces")
-        sampler = optuna.samplers.GridSampler({s.key: list(s.choices) for s in spaces}, seed=args.search_seed)
-        wanted = math.prod(len(s.choices) for s in spaces)
-    else:
-        sampler = (optuna.samplers.TPESampler(seed=args.search_seed) if args.sampler == "tpe"
-                   else optuna.samplers.RandomSampler(seed=args.search_seed))
-        wanted = args.trials
+    if args.sampler == "grid" and any(s.kind != "choice" for s in spaces):
+        raise ConfigError("--sampler grid needs only choice spaces")
+    # Grid = every combination enqueued as a fixed trial (resume-safe: a killed point is enqueued
+    # again, a finished one never), so the sampler only fills trials for tpe/random.
+    sampler = (optuna.samplers.TPESampler(seed=args.search_seed) if args.sampler == "tpe"
+               else optuna.samplers.RandomSampler(seed=args.search_seed))
     out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="search", storage=f"sqlite:///{out.resolve() / 'study.db'}",
-                                direction="maximize", sampler=sampler, load_if_exists=True)
+    storage = f"sqlite:///{out.resolve() / 'study.db'}"
+    study = optuna.create_study(study_name="search", storage=storage, direction="maximize", sampler=sampler,
+                                load_if_exists=True)
     study.set_user_attr("fixed", fixed)
     study.set_user_attr("metric", metric)
-    for t in study.trials:  # killed mid-run last time: retry the same values (its run resumes)
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params)
+    state = optuna.trial.TrialState
+    for t in study.trials:  # killed mid-run last time: fail it, retry its values (the run resumes)
+        if t.state == state.RUNNING:
+            study.tell(t.number, state=state.FAIL)
+            if args.sampler != "grid":
+                study.enqueue_trial(t.params)
+
+    def complete() -> list[dict]:
+        return [t.params for t in study.trials if t.state == state.COMPLETE]
+
+    if args.sampler == "grid":
+        # trials enqueued but never started (a search killed early) keep their values in system_attrs
+        pending = [t.system_attrs.get("fixed_params", {}) for t in study.trials if t.state == state.WAITING]
+        for values in itertools.product(*(s.choices for s in spaces)):
+            point = dict(zip((s.key for s in spaces), values))
+            if point not in complete() and point not in pending:
+                study.enqueue_trial(point)
+        n_trials = sum(t.state == state.WAITING for t in study.trials)
+    else:
+        n_trials = max(0, args.trials - len(complete()))
 
     def objective(trial) -> float:
         params = {s.key: s.suggest(trial) for s in spaces}
@@ -177,11 +191,8 @@ def run_search(args) -> int:
         trial.set_user_attr("test", results["test"])  # recorded, never used to choose
         return float(results["valid"][metric])
 
-    def complete() -> int:
-        return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-
     # A trial that raises stops the search (the error is the user's to see); rerunning continues.
-    study.optimize(objective, n_trials=max(0, wanted - complete()))
+    study.optimize(objective, n_trials=n_trials)
     table = results_table(study, metric)
     (out / "results.md").write_text(table + "\n")
     best = study.best_trial
