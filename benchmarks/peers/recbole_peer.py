@@ -159,7 +159,7 @@ def side_recbole(model_name: str, args) -> dict:
         curve.add(seconds, valid,
                   lambda: _metrics(trainer.evaluate(test_data, load_best_model=False, show_progress=False)))
     return {"library": f"recbole {recbole.__version__}", "torch": torch.__version__,
-            "settings": {**COMMON, **RUNS[f"recbole:{model_name}"]}, **curve.result()}
+            "threads": {"torch": torch.get_num_threads()}, "settings": {**COMMON, **RUNS[f"recbole:{model_name}"]}, **curve.result()}
 
 
 def side_cptpp(variant: str, args) -> dict:
@@ -195,7 +195,10 @@ def side_cptpp(variant: str, args) -> dict:
         seconds = time.perf_counter() - t
         task.model.eval()
         curve.add(seconds, _metrics(task.evaluate("valid")), lambda: _metrics(task.evaluate("test")))
+    import numba
+
     return {"library": "cptpp", "torch": torch.__version__, "settings": {**asdict(cfg), "lr": COMMON["lr"]},
+            "threads": {"torch": torch.get_num_threads(), "numba": numba.get_num_threads()},
             **curve.result()}
 
 
@@ -212,6 +215,11 @@ def run_one(run: str, args, python: str) -> dict:
            "--dataset", args.dataset, "--seed", str(args.seed), "--work", str(args.work),
            "--num-items", str(args.num_items), "--side-out", str(out.with_suffix(".part"))]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    if "OMP_NUM_THREADS" in env:
+        # the same thread count for cptpp's numba kernels as for torch: on a shared machine numba's
+        # extra workers spin-wait for descheduled peers (ml-100k SGL epoch, 2 cores under load:
+        # 10.5 CPU-s with 2 numba threads, 1.05 with 1)
+        env.setdefault("NUMBA_NUM_THREADS", env["OMP_NUM_THREADS"])
     print(f"{run}: {args.epochs} epochs ({python})", flush=True)
     t = time.perf_counter()
     code = subprocess.run([sys.executable, str(PEAK_RSS), str(rss_file), *cmd], env=env, cwd=args.work).returncode
