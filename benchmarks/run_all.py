@@ -169,6 +169,17 @@ def steps() -> list[Step]:
              full=lambda o: [py(b + "peers/recbole_lightgcn.py", "--epochs", "10",
                                 "--out", rel(o / "recbole_lightgcn.json"))],
              outputs=["recbole_lightgcn.json"], render=render_recbole, needs_recbole=True),
+        Step("recbole-peer", "Accuracy curves: cptpp vs RecBole 1.2.1 LightGCN and SGL on one split",
+             b + "peers/recbole_peer.py",
+             "cptpp's ml-100k split exported to RecBole atomic files; RecBole's LightGCN and SGL (its defaults: "
+             "ED 0.1, tau 0.5, ssl_weight 0.05), cptpp's LightGCN, cptpp's SGL in RecBole's configuration "
+             "(cl_negatives=all, tau 0.5, cl_weight 0.05, l2 0) and with cptpp's defaults; 100 epochs each, one "
+             "process per run. Validation Recall@20 at epochs 10/20/50/100, test Recall/NDCG@20 at the "
+             "best-validation epoch, median seconds per epoch, peak RSS.",
+             quick=None,
+             full=lambda o: [py(b + "peers/recbole_peer.py", "--dataset", "ml-100k", "--epochs", "100",
+                                "--out", rel(o / "recbole_peer_ml-100k.json"))],
+             outputs=["recbole_peer_*.json"], render=render_recbole_peer, needs_recbole=True),
         Step("reproduce", "LightGCN / SGL / SimGCL / XSimGCL with the papers' settings vs published numbers",
              b + "reproduce.py",
              "Paper settings, validation curves and test Recall@20 / NDCG@20 at the best validation epoch, "
@@ -574,6 +585,18 @@ def render_memory(path: Path) -> str:
 
 MEMORY_HEADER = ("| dataset | user + item nodes | train pairs | RSS before the model (MB) | RSS growth (MB) | "
                  "bytes per node (growth / nodes) |\n|---|---:|---:|---:|---:|---:|")
+
+
+def render_recbole_peer(path: Path) -> str:
+    from peers.recbole_peer import table
+
+    d = _load(path)
+    sp = d["split"]
+    return (f"{d['dataset']}: {sp['users']:,} users, {sp['items']:,} items; train / valid / test {sp['train']:,} / "
+            f"{sp['valid']:,} / {sp['test']:,} pairs; {d['epochs']} epochs, seed {d['seed']}.\n\n" + table(d)
+            + "\n\nRuns differ in random initialization and negatives, not in settings. s/epoch is the median "
+              "wall time of a training epoch; runs that shared the cores with other jobs read slower, so use "
+              "it as a rough figure and `recbole-lightgcn` for speed.")
 
 
 def render_recbole(path: Path) -> str:

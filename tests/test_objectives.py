@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from cptpp.config import ConfigError
-from cptpp.recsys.objectives import bpr_loss, info_nce, l2_penalty, uniform_noise
+from cptpp.recsys.objectives import (bpr_loss, info_nce, info_nce_all, l2_penalty, sgl_cl, two_term_cl,
+                                     uniform_noise)
 from cptpp.recsys.task import RecConfig, RecTask
 
 
@@ -81,11 +82,48 @@ def test_xsimgcl_matches_dense_with_same_noise(tiny_data):
     torch.testing.assert_close(got, rec + l2 + 0.2 * cl)
 
 
-@pytest.mark.parametrize("model", ["sgl", "simgcl"])
-def test_zero_perturbation_views_equal_clean_embeddings(tiny_data, model):
-    # With no dropout / no noise both views are the clean encoder output, so the CL term is
-    # InfoNCE of the clean embeddings with themselves.
-    cfg = RecConfig(model=model, layers=2, drop_ratio=0.0, eps=0.0, tau=0.2, batch_size=64)
+def test_sgl_batch_cl_is_one_infonce_over_stacked_users_and_items():
+    # Users 0, 1 (user 0 twice in the batch) and item 0 (twice): the stacked rows are
+    # z = [e_x, e_y, e_x]; at tau = 1 row 0 and row 2 see logits [1, 0, 1], row 1 sees [0, 1, 0].
+    u = torch.tensor([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])  # user 2 is not in the batch: ignored
+    i = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    users, pos = torch.tensor([0, 1, 0]), torch.tensor([0, 0, 0])
+    e = math.e
+    expect = (2 * -math.log(e / (2 * e + 1)) - math.log(e / (e + 2))) / 3
+    assert float(sgl_cl(u, i, u, i, users, pos, 1.0, "batch")) == pytest.approx(expect)
+    # SimGCL's two-term form is a different number on the same input: users among users,
+    # items among items (one item: its InfoNCE is 0).
+    two = -math.log(e / (e + 1))
+    assert float(two_term_cl(u, i, u, i, users, pos, 1.0)) == pytest.approx(two)
+
+
+def test_sgl_all_cl_matches_dense_reference():
+    # RecBole's calc_ssl_loss written out row by row: every batch row (duplicates included)
+    # against every node of the other view, user and item means added.
+    torch.manual_seed(0)
+    u1, u2, i1, i2 = torch.randn(7, 4), torch.randn(7, 4), torch.randn(9, 4), torch.randn(9, 4)
+    users, pos = torch.tensor([3, 0, 3, 6, 3]), torch.tensor([8, 8, 1, 2, 0])
+    tau = 0.5
+
+    def ref(a, b, idx):
+        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+        total = 0.0
+        for k in idx.tolist():
+            sims = torch.exp(b @ a[k] / tau)
+            total += -math.log(float(sims[k] / sims.sum()))
+        return total / len(idx)
+
+    expect = ref(u1, u2, users) + ref(i1, i2, pos)
+    assert float(sgl_cl(u1, i1, u2, i2, users, pos, tau, "all")) == pytest.approx(expect, rel=1e-5)
+    assert float(info_nce_all(u1, u2, users, tau)) == pytest.approx(ref(u1, u2, users), rel=1e-5)
+
+
+@pytest.mark.parametrize("model,negatives", [("sgl", "batch"), ("sgl", "all"), ("simgcl", "batch")])
+def test_zero_perturbation_views_equal_clean_embeddings(tiny_data, model, negatives):
+    # With no dropout / no noise both views are the clean encoder output, so the CL term is the
+    # model's contrastive form on the clean embeddings with themselves.
+    cfg = RecConfig(model=model, layers=2, drop_ratio=0.0, eps=0.0, tau=0.2, batch_size=64,
+                    cl_negatives=negatives)
     task = RecTask(tiny_data, cfg)
     gen = torch.Generator().manual_seed(0)
     batch = next(iter(task.batches(1, gen)))
@@ -93,7 +131,12 @@ def test_zero_perturbation_views_equal_clean_embeddings(tiny_data, model):
     terms = task.objective.terms(*batch, need_rec=True)
     ue, ie = task.model(task.graph)
     uu, ii = torch.unique(users), torch.unique(pos)
-    expect = info_nce(ue[uu], ue[uu], 0.2) + info_nce(ie[ii], ie[ii], 0.2)
+    if model == "simgcl":
+        expect = info_nce(ue[uu], ue[uu], 0.2) + info_nce(ie[ii], ie[ii], 0.2)
+    elif negatives == "batch":
+        expect = info_nce(torch.cat([ue[uu], ie[ii]]), torch.cat([ue[uu], ie[ii]]), 0.2)
+    else:
+        expect = info_nce_all(ue, ue, users, 0.2) + info_nce_all(ie, ie, pos, 0.2)
     torch.testing.assert_close(terms["cl"], expect)
 
 
@@ -122,5 +165,18 @@ def test_config_errors_name_valid_choices():
         RecConfig(model="lightgnc")
     with pytest.raises(ConfigError, match="pretrain needs a contrastive"):
         RecConfig(model="lightgcn", mode="pretrain")
+    with pytest.raises(ConfigError, match="batch, all"):
+        RecConfig(model="sgl", cl_negatives="every")
+    with pytest.raises(ConfigError, match="cl_negatives=all is SGL"):
+        RecConfig(model="simgcl", cl_negatives="all")
     with pytest.raises(ConfigError, match="cl_layer"):
         RecConfig(model="xsimgcl", layers=2, cl_layer=3)
+
+
+def test_sgl_defaults_joint_recbole_form_pretrain_selfrec_form():
+    joint = RecConfig(model="sgl")
+    assert (joint.cl_negatives, joint.tau, joint.cl_weight) == ("all", 0.5, 0.05)
+    pre = RecConfig(model="sgl", mode="pretrain")
+    assert (pre.cl_negatives, pre.tau) == ("batch", 0.2)
+    assert RecConfig(model="sgl", mode="pretrain", cl_negatives="all", tau=0.5).cl_negatives == "all"
+    assert RecConfig(model="simgcl").cl_negatives == "batch"

@@ -39,6 +39,10 @@ def add_commands(sub) -> None:
     add_dataclass_options(p, PromptTuneConfig, RecTrainConfig, skip=("epochs",))
     p.set_defaults(func=run_prompt_tune)
 
+    from cptpp.recsys import search  # `cptpp search` lives in its own module
+
+    search.add_parser(sub)
+
 
 def load_data(cfg: DataConfig, progress: bool = True):
     from cptpp.recsys.datasets import load_dataset

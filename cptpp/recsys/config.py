@@ -11,12 +11,17 @@ FUSIONS = ("concat_mlp", "add")
 
 MODELS = ("mf", "lightgcn", "sgl", "simgcl", "xsimgcl")
 MODES = ("joint", "pretrain")
+PRETRAIN_DEFAULTS = {"sgl": dict(cl_negatives="batch", tau=0.2)}
 
 # Per-model defaults for fields left as None: the reference settings of each paper / SELFRec.
+# SGL joint training uses RecBole's form (all-node negatives, tau 0.5, lambda 0.05): on ml-100k it
+# learns from the first epochs, where SELFRec's (in-batch, tau 0.2, lambda 0.1) is flat for ~70
+# (README "SGL"; benchmarks/RESULTS.md#recbole-peer). CPTPP's pre-training (mode=pretrain) keeps
+# the form of its reference code, a SELFRec fork: PRETRAIN_DEFAULTS.
 MODEL_DEFAULTS = {
     "mf": dict(layers=0),
     "lightgcn": dict(layers=3),
-    "sgl": dict(layers=3, cl_weight=0.1, tau=0.2),
+    "sgl": dict(layers=3, cl_weight=0.05, tau=0.5, cl_negatives="all"),
     "simgcl": dict(layers=2, cl_weight=0.5, tau=0.2, eps=0.1),
     "xsimgcl": dict(layers=2, cl_weight=0.2, tau=0.15, eps=0.2),
 }
@@ -79,6 +84,7 @@ class RecConfig(RankingConfig):
     eps: float | None = None
     drop_ratio: float = 0.1
     sgl_aug: str = "ed"
+    cl_negatives: str | None = None  # SGL: batch (SELFRec) or all (RecBole); see objectives.sgl_cl
     cl_layer: int = 1
 
     def __post_init__(self):
@@ -86,9 +92,16 @@ class RecConfig(RankingConfig):
         check_choice("model", self.model, MODELS)
         check_choice("mode", self.mode, MODES)
         check_choice("sgl_aug", self.sgl_aug, ("ed", "nd", "rw"))
-        for key, value in MODEL_DEFAULTS[self.model].items():
+        pretrain = PRETRAIN_DEFAULTS.get(self.model, {}) if self.mode == "pretrain" else {}
+        for key, value in {**MODEL_DEFAULTS[self.model], **pretrain}.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.cl_negatives is None:
+            self.cl_negatives = "batch"
+        check_choice("cl_negatives", self.cl_negatives, ("batch", "all"))
+        if self.cl_negatives == "all" and self.model != "sgl":
+            raise ConfigError(f"cl_negatives=all is SGL's RecBole form; model={self.model} contrasts in-batch "
+                              "nodes only (cl_negatives=batch)")
         for key in ("cl_weight", "tau", "eps"):
             if getattr(self, key) is None:
                 setattr(self, key, 0.0)

@@ -6,6 +6,17 @@ Each objective turns a batch ``(users, pos, neg)`` into named loss terms; the ta
 
 References: BPR (Rendle et al. 2009); SGL (Wu et al., SIGIR 2021) eq. 9-10; SimGCL (Yu et al.,
 SIGIR 2022) eq. 7; XSimGCL (Yu et al., TKDE 2023) eq. 9.
+
+Contrastive terms, and which reference code each follows (``cl_negatives``):
+
+* SGL, ``batch`` (SELFRec ``SGL.cal_cl_loss``): ONE InfoNCE over the batch's distinct users and
+  distinct positive items stacked into one ``[n_u + n_i, d]`` matrix, so a user's negatives are the
+  other stacked users *and* items. ``sgl_cl``.
+* SGL, ``all`` (RecBole 1.2.1 ``SGL.calc_ssl_loss``): every batch row (a user who appears twice counts
+  twice) against *every* user of the other view, and every positive item against every item; the
+  two means are added (RecBole sums both over the batch, as it sums BPR: the same ratio). ``sgl_cl``.
+* SimGCL / XSimGCL (SELFRec and RecBole alike): two InfoNCEs, distinct batch users among
+  themselves plus distinct positive items among themselves. ``two_term_cl``.
 """
 from __future__ import annotations
 
@@ -41,6 +52,47 @@ def info_nce(view1: torch.Tensor, view2: torch.Tensor, tau: float) -> torch.Tens
     z1, z2 = F.normalize(view1, dim=-1), F.normalize(view2, dim=-1)
     logits = z1 @ z2.t() / tau
     return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
+
+
+def info_nce_all(view1: torch.Tensor, view2: torch.Tensor, index: torch.Tensor, tau: float) -> torch.Tensor:
+    """InfoNCE with every node as a negative (RecBole's SGL). For each ``k`` of ``index`` (``[B]``, may
+    repeat), anchor ``view1[index_k]`` has positive ``view2[index_k]`` and negatives all other rows of
+    ``view2`` (``[N, d]``, the whole view)::
+
+        -1/B sum_k log( exp(cos(z1_{i_k}, z2_{i_k}) / tau) / sum_j exp(cos(z1_{i_k}, z2_j) / tau) )
+
+    A repeated index counts once per occurrence, as RecBole sums over batch rows; each distinct
+    anchor is scored once and weighted by its count (the same value, a third of the work at B=2048
+    on ml-100k).
+    """
+    nodes, counts = torch.unique(index, return_counts=True)
+    logits = F.normalize(view1[nodes], dim=-1) @ F.normalize(view2, dim=-1).t() / tau
+    per_node = F.cross_entropy(logits, nodes, reduction="none")
+    return (per_node * counts).sum() / len(index)
+
+
+def sgl_cl(u1, i1, u2, i2, users, pos, tau: float, negatives: str) -> torch.Tensor:
+    """SGL's contrastive term between views ``(u1, i1)`` and ``(u2, i2)`` (``[U, d]``, ``[I, d]``) for a
+    batch of ``users`` / positive items ``pos`` (``[B]``), SGL eq. 9-10 as its reference codes write it.
+
+    ``negatives="batch"`` (SELFRec): one InfoNCE over ``[u1[uu]; i1[ii]]`` vs ``[u2[uu]; i2[ii]]`` with
+    ``uu``/``ii`` the distinct users/items, in-batch negatives. ``negatives="all"`` (RecBole):
+    ``info_nce_all`` of the ``B`` batch users against all ``U`` users plus that of the ``B`` positive
+    items against all ``I`` items.
+    """
+    if negatives == "all":
+        return info_nce_all(u1, u2, users, tau) + info_nce_all(i1, i2, pos, tau)
+    if negatives != "batch":
+        raise ValueError(f"negatives={negatives!r}: choose batch or all")
+    uu, ii = torch.unique(users), torch.unique(pos)
+    return info_nce(torch.cat([u1[uu], i1[ii]]), torch.cat([u2[uu], i2[ii]]), tau)
+
+
+def two_term_cl(u1, i1, u2, i2, users, pos, tau: float) -> torch.Tensor:
+    """SimGCL eq. 7 / XSimGCL eq. 9: InfoNCE over the distinct batch users plus InfoNCE over the
+    distinct positive items, each with in-batch negatives of its own kind."""
+    uu, ii = torch.unique(users), torch.unique(pos)
+    return info_nce(u1[uu], u2[uu], tau) + info_nce(i1[ii], i2[ii], tau)
 
 
 def uniform_noise(h: torch.Tensor, eps: float) -> torch.Tensor:
@@ -80,10 +132,8 @@ class Objective:
         return self._rec_terms(user_emb, item_emb, users, pos, neg)
 
     def _cl(self, u1, i1, u2, i2, users, pos) -> torch.Tensor:
-        """Contrast the batch's distinct users and distinct positive items (as SELFRec does)."""
-        uu, ii = torch.unique(users), torch.unique(pos)
-        tau = self.cfg.tau
-        return info_nce(u1[uu], u2[uu], tau) + info_nce(i1[ii], i2[ii], tau)
+        """The contrastive term between two views; SimGCL/XSimGCL's two-term form unless overridden."""
+        return two_term_cl(u1, i1, u2, i2, users, pos, self.cfg.tau)
 
 
 @OBJECTIVES.register("bpr")
@@ -114,7 +164,11 @@ class TwoViews(Objective):
 @OBJECTIVES.register("sgl")
 class SGL(TwoViews):
     """SGL: two stochastic views of the graph per epoch (edge dropout ``ed``, node dropout ``nd``,
-    or random walk ``rw`` = independent edge dropout per layer), InfoNCE between them."""
+    or random walk ``rw`` = independent edge dropout per layer), InfoNCE between them as ``sgl_cl``
+    (``cl_negatives``: ``batch`` = SELFRec's single stacked InfoNCE, ``all`` = RecBole's)."""
+
+    def _cl(self, u1, i1, u2, i2, users, pos):
+        return sgl_cl(u1, i1, u2, i2, users, pos, self.cfg.tau, self.cfg.cl_negatives)
 
     def start_epoch(self, generator):
         t, cfg = self.task, self.cfg
