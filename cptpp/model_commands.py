@@ -30,6 +30,7 @@ def status(name: str, verify: bool = False) -> dict:
         if not missing:
             folder = package_dir(pkg.module) / pkg.path
             row["bytes"] = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            row["parameters"] = safetensors_parameters(folder)
         return row
     folder = models_home() / pkg.name
     manifest = read_manifest(folder)
@@ -49,6 +50,22 @@ def status(name: str, verify: bool = False) -> dict:
     row["bytes"] = manifest["bytes"]
     row["parameters"] = manifest.get("smoke", {}).get("parameters")
     return row
+
+
+def safetensors_parameters(folder) -> int | None:
+    """Parameters stored in a folder's ``*.safetensors`` files, from their JSON headers (no weight is read)."""
+    import json
+    import math
+    import struct
+    from pathlib import Path
+
+    total = 0
+    for path in Path(folder).glob("*.safetensors"):
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+    return total or None
 
 
 def list_table(verify: bool = False) -> str:

@@ -228,8 +228,8 @@ def resolve_model(name: str, prepare: bool = True) -> ModelSource:
     try:
         pkg = get_package(name)
     except ConfigError:
-        raise ConfigError(f"--model {name!r} is neither a local folder nor a known model; known models: "
-                          f"{_known()}") from None
+        raise ConfigError(f"--model {name!r}: not a local Hugging Face model folder (no such folder) nor a known "
+                          f"model; known models: {_known()}") from None
     if pkg.kind == "folder":
         (path,) = source_files(pkg)
         if not (path / "config.json").is_file():

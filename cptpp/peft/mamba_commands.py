@@ -18,7 +18,8 @@ writes out/checkpoint.pt, and --resume continues a killed run (or a finished one
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("mamba-search", help="hybrid MambaPEFT search (Optuna) on commonsense multiple choice",
                               description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=None, help="local transformers Mamba checkpoint folder; default: a tiny random "
+    p.add_argument("--model", default=None, help="local transformers Mamba checkpoint folder (or a model registry name, "
+                   "see `cptpp models list`); default: a tiny random "
                    "byte-level Mamba briefly LM-trained here (numbers NOT comparable to the paper)")
     p.add_argument("--tasks", default="boolq,piqa,winogrande",
                    help="comma-separated: boolq,piqa,siqa,winogrande,arc-e,arc-c,obqa")
