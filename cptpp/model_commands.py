@@ -101,7 +101,12 @@ def cmd_list(args) -> int:
 
 def cmd_prepare(args) -> int:
     from cptpp.model_prepare import describe, prepare_model
+    from cptpp.models import get_package, source_files
 
+    pkg = get_package(args.name)
+    if pkg.kind == "folder":  # nothing to convert: say where it is
+        print(f"{pkg.name} ships as a transformers folder and is used in place: {source_files(pkg)[0]}")
+        return 0
     manifest = prepare_model(args.name, force=args.force, log=lambda msg: print(msg, flush=True))
     print(describe(manifest))
     return 0

@@ -283,6 +283,28 @@ def test_prepare_split_gguf_reloads_the_original_weights(monkeypatch, tmp_path, 
     assert status("tiny-llama", verify=True)["prepared"] == "CHECKSUM MISMATCH"
 
 
+def test_models_commands(monkeypatch, tmp_path, home, capsys):
+    pytest.importorskip("transformers")
+    from cptpp.cli import main
+
+    tiny_llama_gguf(tmp_path / "tiny.gguf")
+    parts = fake_parts(tmp_path / "site", "cptpp_tiny_cli_part", [(tmp_path / "tiny.gguf").read_bytes()],
+                       monkeypatch)
+    register(monkeypatch, models.ModelPackage("tiny-cli", ("tiny-cli-part1",), "gguf-parts", "a tiny test model",
+                                              "causal-lm", parts=parts, aliases=("tc",)))
+    assert main(["models", "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny-cli "))
+    assert row.split()[1:3] == ["yes", "no"]
+    assert main(["models", "prepare", "tc"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-cli: " in out and " 2,864 parameters (llama)" in out and "max |diff| 0.0" in out
+    assert main(["models", "list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny-cli "))
+    assert row.split()[1:3] == ["yes", "yes"]
+    assert main(["models", "prepare", "no-such-model"]) == 2
+    assert "known models: " in capsys.readouterr().err
+
+
 def test_an_interrupted_prepare_leaves_nothing(monkeypatch, tmp_path, home):
     pytest.importorskip("transformers")
     from cptpp import model_prepare
