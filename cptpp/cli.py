@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "cptpp.code.commands",
     "cptpp.peft.mamba_commands",
     "cptpp.peft.commands",
+    "cptpp.model_commands",
 ]
 
 

@@ -85,7 +85,9 @@ def _add_code_tune(subparsers) -> None:
                     "results.json (BLEU, sBLEU, EM, ChrF, CodeBLEU for code targets) and test_predictions.txt.")
     p.add_argument("--task", required=True, choices=tuple(TASKS), help="code task (data from the mirror)")
     p.add_argument("--method", required=True, choices=METHODS, help="adaptation method")
-    p.add_argument("--model", required=True, metavar="PATH", help="local HF model folder (T5/CodeT5+/causal LM)")
+    p.add_argument("--model", required=True, metavar="NAME|PATH",
+                   help="a local HF model folder (T5/CodeT5+/causal LM) or a model registry name such as "
+                        "qwen2.5-coder-0.5b (see `cptpp models list`; prepared on first use)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/code-tune-TASK-METHOD-TIME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--epochs", type=int, default=1)

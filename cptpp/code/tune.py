@@ -13,14 +13,17 @@ METHODS = ("transducer", "lora", "prompt", "prefix", "ia3", "full")
 
 
 def load_backbone(path: str | Path):
-    """``(model, tokenizer)`` from a local HF folder: T5-family -> seq2seq LM, anything else -> causal LM.
+    """``(model, tokenizer)`` from a local HF folder or a model registry name (:func:`cptpp.models.resolve_model`,
+    prepared on first use): T5-family -> seq2seq LM, anything else -> causal LM.
 
     The tokenizer gets ``pad = eos`` when it has no pad token (decoder-only models).
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    path = Path(path)
+    from cptpp.models import resolve_model
+
+    path = resolve_model(str(path)).path
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"--model {path}: not a local Hugging Face model folder (no config.json there)")
     config = AutoConfig.from_pretrained(path)

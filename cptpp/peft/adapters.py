@@ -34,7 +34,8 @@ _LLAMA = ([r".*\.self_attn\.o_proj"], [r".*\.mlp\.down_proj"])
 # model_type -> (attention output projections, feed-forward output projections), regexes on module names
 TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT,
-    "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "gemma": _LLAMA, "smollm3": _LLAMA,
+    "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "gemma": _LLAMA, "gemma2": _LLAMA, "gemma3_text": _LLAMA,
+    "smollm3": _LLAMA,
     "gpt2": ([r".*\.attn\.c_proj"], [r".*\.mlp\.c_proj"]),
     "t5": ([r".*\.(SelfAttention|EncDecAttention)\.o"], [r".*\.DenseReluDense\.wo"]),
     "mt5": ([r".*\.(SelfAttention|EncDecAttention)\.o"], [r".*\.DenseReluDense\.wo"]),

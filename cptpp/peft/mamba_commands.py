@@ -19,7 +19,8 @@ writes out/train/checkpoint.pt (the shared training loop's run folder), and --re
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("mamba-search", help="hybrid MambaPEFT search (Optuna) on commonsense multiple choice",
                               description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default=None, help="local transformers Mamba checkpoint folder; default: a tiny random "
+    p.add_argument("--model", default=None, help="local transformers Mamba checkpoint folder (or a model registry name, "
+                   "see `cptpp models list`); default: a tiny random "
                    "byte-level Mamba briefly LM-trained here (numbers NOT comparable to the paper)")
     p.add_argument("--tasks", default="boolq,piqa,winogrande",
                    help="comma-separated: boolq,piqa,siqa,winogrande,arc-e,arc-c,obqa")

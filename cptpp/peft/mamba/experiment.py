@@ -55,8 +55,10 @@ def load_base(model_path: str | None, seed: int = 0, device: str = "cpu") -> Bas
     if model_path:
         from transformers import AutoTokenizer
 
+        from cptpp.models import resolve_model
         from cptpp.peft.mamba.pretrain import byte_lm_info, describe
 
+        model_path = str(resolve_model(model_path).path)  # a folder, or a registry name's prepared folder
         info = byte_lm_info(model_path)
         if info is not None:
             model = MambaForCausalLM.from_pretrained(model_path).to(device)

