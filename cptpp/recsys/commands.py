@@ -4,9 +4,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
-from cptpp.config import add_dataclass_options, build_configs, load_json_config
-from cptpp.recsys.config import MODELS, DataConfig, PromptTuneConfig, RecConfig, RecTrainConfig
+from cptpp.config import add_dataclass_options, build_configs, from_dict, load_json_config
+from cptpp.recsys.config import (MODELS, DataConfig, PromptTuneConfig, RecConfig, RecTrainConfig,
+                                 check_ranking_metric)
 
 CONFIG_CLASSES = (DataConfig, RecConfig, RecTrainConfig)
 
@@ -41,10 +43,24 @@ def add_commands(sub) -> None:
 
 
 def load_data(cfg: DataConfig, progress: bool = True):
+    """Load ``cfg.dataset`` and set ``cfg.rating_threshold`` to the threshold applied (recorded in config.json)."""
     from cptpp.recsys.datasets import load_dataset
 
-    return load_dataset(cfg.dataset, seed=cfg.data_seed, valid_ratio=cfg.valid_ratio,
+    data = load_dataset(cfg.dataset, seed=cfg.data_seed, valid_ratio=cfg.valid_ratio,
                         rating_threshold=cfg.rating_threshold, kcore=cfg.kcore, progress=progress)
+    cfg.rating_threshold = data.rating_threshold
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return data
+
+
+def check_out(train_cfg) -> None:
+    """Before anything is loaded or written: --out is a run folder to resume, a new or empty folder."""
+    from cptpp.train.loop import check_resumable, check_run_dir
+
+    if train_cfg.resume:
+        check_resumable(train_cfg.out)
+    check_run_dir(train_cfg.out, train_cfg.resume)
 
 
 def _cli_values(args, drop=("func", "command", "config", "objective", "pretrained", "device")) -> dict:
@@ -67,6 +83,8 @@ def _train_recommender(args, forced: dict) -> tuple:
                                                  source=args.config or "command line")
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.model, rec_cfg.mode)
+    check_ranking_metric(train_cfg.metric, rec_cfg.ks)
+    check_out(train_cfg)
     device = resolve_device(data_cfg.device)
     t0 = time.perf_counter()
     data = load_data(data_cfg, progress=train_cfg.progress)
@@ -105,13 +123,15 @@ def run_prompt_tune(args) -> int:
     from cptpp.train.params import count_parameters
     from cptpp.train import fit, resolve_device, seed_everything
 
-    encoder, pre_cfg = load_pretrained(args.pretrained)
     file_values = load_json_config(args.config) if args.config else {}
     tune_cfg, train_cfg = build_configs((PromptTuneConfig, RecTrainConfig), file_values, _cli_values(args),
                                         source=args.config or "command line")
-    data_cfg = DataConfig(**{**pre_cfg["data"], "device": args.device})
+    check_ranking_metric(train_cfg.metric, tune_cfg.ks)
+    encoder, pre_cfg = load_pretrained(args.pretrained)
+    data_cfg = from_dict(DataConfig, {**pre_cfg["data"], "device": args.device}, source=str(Path(args.pretrained) / "config.json"))
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.mode)
+    check_out(train_cfg)
     device = resolve_device(args.device)
     data = load_data(data_cfg, progress=train_cfg.progress)
     seed_everything(train_cfg.seed)
