@@ -6,7 +6,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from cptpp.config import add_dataclass_options, build_configs, from_dict, load_json_config
+from cptpp.config import ConfigError, add_dataclass_options, build_configs, from_dict, load_json_config
 from cptpp.recsys.config import (MODELS, DataConfig, PromptTuneConfig, RecConfig, RecTrainConfig,
                                  check_ranking_metric)
 
@@ -51,7 +51,24 @@ def load_data(cfg: DataConfig, progress: bool = True):
     cfg.rating_threshold = data.rating_threshold
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
+    _check_trainable(data)
     return data
+
+
+def _check_trainable(data) -> None:
+    """BPR samples, for each training pair, an item the user has not interacted with: fail before the run
+    folder is made when some user has none (tiny or degenerate data)."""
+    import numpy as np
+
+    degree = np.bincount(data.train[:, 0], minlength=data.num_users)
+    full = np.flatnonzero(degree >= data.num_items)
+    if len(data.train) == 0:
+        raise ConfigError(f"{data.name}: no training interactions are left after loading (see the notes above)")
+    if len(full):
+        raw = data.raw_user_ids[full[:5]].tolist() if data.raw_user_ids is not None else full[:5].tolist()
+        raise ConfigError(f"{data.name}: user(s) {', '.join(map(str, raw))} interacted with every one of the "
+                          f"{data.num_items} items in training, so BPR has no negative item for them; a dataset "
+                          "needs items each user has not interacted with")
 
 
 def check_out(train_cfg) -> None:

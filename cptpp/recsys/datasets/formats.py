@@ -30,7 +30,7 @@ SEPARATORS = {"\t": "tab", ",": "comma", "::": "'::'", ";": "';'", " ": "whitesp
 
 _DIGIT_LO, _DIGIT_HI = ord("0"), ord("9")
 _NUMERIC_BYTES = np.zeros(256, dtype=bool)
-_NUMERIC_BYTES[[ord(c) for c in "0123456789.-+eE \t\r\n"]] = True
+_NUMERIC_BYTES[[ord(c) for c in "0123456789.-+eE \t\r\n\v\f"]] = True
 
 
 @dataclass
@@ -67,7 +67,8 @@ class _Scan:
 
 def _scan(data: bytes) -> _Scan:
     buf = np.frombuffer(data, dtype=np.uint8)
-    ws = (buf == 32) | (buf == 10) | (buf == 9) | (buf == 13)
+    # The bytes bytes.split() and numpy's parser take as whitespace (\v and \f too), so token counts agree.
+    ws = (buf == 32) | (buf == 10) | (buf == 9) | (buf == 13) | (buf == 11) | (buf == 12)
     prev_ws = np.concatenate(([True], ws[:-1]))
     starts = np.flatnonzero(~ws & prev_ws)
     newlines = np.flatnonzero(buf == 10)
@@ -94,6 +95,13 @@ def _read_bytes(path: str | Path) -> bytes:
         data = Path(path).read_bytes()
     except OSError as e:
         raise FileNotFoundError(f"cannot read {path}: {e.strerror}") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:  # UTF-16/32 text (or a binary file): every other byte is NUL
+        n = data.count(b"\n", 0, nul) + 1
+        utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        raise MalformedLineError(path, n, _line_text(data, n), "UTF-8 text",
+                                 ("the file is UTF-16/32 text" if utf16 else f"a NUL byte at byte {nul}")
+                                 + "; interaction files must be UTF-8 (or ASCII) text")
     # A UTF-8 byte-order mark becomes whitespace: offsets and line numbers stay exact.
     return b"   " + data[3:] if data.startswith(b"\xef\xbb\xbf") else data
 
@@ -254,8 +262,10 @@ def read_table(path: str | Path, *, sep: str | None = None) -> RawInteractions:
     odd = np.flatnonzero((counts != nf) | (counts < 2) | (counts > 4))
     if len(odd):
         n = int(lines[odd[0]])
-        raise MalformedLineError(path, n, _line_text(data, n), expected,
-                                 f"{counts[odd[0]]} fields (first line has {nf})")
+        c = int(counts[odd[0]])
+        fields_ = f"{c} field" + ("s" if c != 1 else "")
+        why = f"{fields_}; every line needs 2 to 4" if c < 2 or c > 4 else f"{fields_} (the first line has {nf})"
+        raise MalformedLineError(path, n, _line_text(data, n), expected, why)
     if _first_bad_byte(scan, _NUMERIC_BYTES) is None:
         try:
             table = np.fromstring(body, dtype=np.float64, sep=" ").reshape(-1, nf)
