@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import random
 import subprocess
@@ -130,6 +131,14 @@ def _source_case(rng: random.Random, k: int) -> tuple[bytes, str]:
     return data, suffix
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def _snapshot(root: Path, skip: Path | None = None) -> dict[str, tuple[int, int]]:
     """Every file and folder under ``root`` except ``skip``: (size, mtime_ns) for files."""
     snap = {}
@@ -187,9 +196,14 @@ def test_fuzz_cpg_on_malformed_sources(sandbox):
         path.write_bytes(data)
         before = _snapshot(sandbox)
         extra = rng.choice([[], ["--format", "dot"], ["--max-nodes", "7"], ["--method", "f"], ["--normalize-labels"]])
-        rc, _, err = _run(["cpg", str(path), *extra])
+        rc, out, err = _run(["cpg", str(path), *extra])
         assert rc in (0, 2) and "Traceback" not in err, (k, data[:200], extra, rc, err[-2000:])
         assert _snapshot(sandbox) == before, (k, data[:200])
+        if not _is_utf8(data):  # spans are byte offsets of UTF-8 text: anything else is refused, not shifted
+            assert rc == 2 and "not UTF-8 at byte" in err, (k, data[:200], rc, err[-500:])
+        elif rc == 0 and extra in ([], ["--max-nodes", "7"], ["--normalize-labels"]):
+            spans = [n["bytes"] for n in json.loads(out)["nodes"]]
+            assert all(0 <= s <= e <= len(data) for s, e in spans), (k, data[:200])
         codes[rc] += 1
     assert codes[0] > 10 and codes[2] > 10, codes
 
