@@ -77,7 +77,7 @@ def check_out(train_cfg) -> None:
 
     if train_cfg.resume:
         check_resumable(train_cfg.out)
-    check_run_dir(train_cfg.out, train_cfg.resume)
+    check_run_dir(train_cfg.out, train_cfg.resume, only_empty=True)
 
 
 def _cli_values(args, drop=("func", "command", "config", "objective", "pretrained", "device")) -> dict:

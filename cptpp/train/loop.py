@@ -157,14 +157,20 @@ def is_run_dir(out: str | Path) -> bool:
     return (out / CHECKPOINT).is_file() or _saved_config(out) is not None
 
 
-def check_run_dir(out: str | Path, resume: bool) -> None:
-    """A run directory that already holds a run is continued with ``resume``, never overwritten; a
-    folder that holds other files is never written into."""
+# The files the loop writes in a run directory (a folder holding any of them but no run is not overwritten).
+RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINT, "best.pt", "results.json")
+
+
+def check_run_dir(out: str | Path, resume: bool, *, only_empty: bool = False) -> None:
+    """A run directory that already holds a run is continued with ``resume``, never overwritten; a folder
+    that is not a run is never written into when it holds a file the loop writes (``only_empty``: when
+    it holds anything, as the CLI requires of ``--out``)."""
     out = Path(out)
     if out.is_dir() and not is_run_dir(out):
         held = sorted(p.name for p in out.iterdir())
-        if held:
-            shown = ", ".join(held[:5]) + (f", ... ({len(held)} entries)" if len(held) > 5 else "")
+        clash = held if only_empty else [name for name in held if name in RUN_FILES]
+        if clash:
+            shown = ", ".join(clash[:5]) + (f", ... ({len(clash)} entries)" if len(clash) > 5 else "")
             raise ConfigError(f"--out {out} is a folder that is not a cptpp run (it holds {shown}, but no run "
                               "config.json or checkpoint.pt); choose a new or empty folder so nothing there is "
                               "overwritten")
@@ -190,14 +196,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def check_same_run(out: Path, saved: dict[str, Any], new: dict[str, Any], epochs_done: int) -> None:
-    """Refuse to resume the run saved in ``out`` with settings other than :data:`RESUMABLE_CHANGES`."""
+def check_same_run(out: Path, saved: dict[str, Any], new: dict[str, Any], epochs_done: int,
+                   may_change: Iterable[str] = ()) -> None:
+    """Refuse to resume the run saved in ``out`` with settings other than :data:`RESUMABLE_CHANGES` and
+    ``may_change`` (flattened keys of the task's ``run_config``, e.g. its own budget)."""
+    allowed = set(RESUMABLE_CHANGES) | set(may_change)
     old_flat, new_flat = _flatten(saved), _flatten(json.loads(json.dumps(new)))
     missing = object()
     diffs = []
     for key in sorted(set(old_flat) | set(new_flat)):
         old, cur = old_flat.get(key, missing), new_flat.get(key, missing)
-        if old == cur or key in RESUMABLE_CHANGES:
+        if old == cur or key in allowed:
             continue
         shown = ["(none)" if v is missing else json.dumps(v) for v in (old, cur)]
         diffs.append(f"{key}: {shown[0]} -> {shown[1]}")
@@ -274,7 +283,7 @@ def _start_run_dir(out: Path, config: dict[str, Any]) -> None:
 
 
 def _restore(out: Path, task: Task, opt: torch.optim.Optimizer, gen: torch.Generator,
-             config: dict[str, Any]) -> tuple[RunState, dict[str, Any]]:
+             config: dict[str, Any], may_change: Iterable[str] = ()) -> tuple[RunState, dict[str, Any]]:
     """Load ``out/checkpoint.pt`` into the model, optimizer and RNGs; drop metrics written after it.
     The run's saved config.json must match ``config`` (see :func:`check_same_run`); then it is updated.
 
@@ -287,7 +296,7 @@ def _restore(out: Path, task: Task, opt: torch.optim.Optimizer, gen: torch.Gener
         raise ConfigError(f"{path} is not a cptpp checkpoint (no model/optimizer/rng states); delete it to restart")
     saved = _saved_config(out)
     if saved is not None:
-        check_same_run(out, saved, config, int(ckpt.get("epoch", 0)))
+        check_same_run(out, saved, config, int(ckpt.get("epoch", 0)), may_change)
     try:
         task.model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -445,7 +454,8 @@ def _show(record: dict[str, Any], metric: str) -> None:
 # ---------------------------------------------------------------- the loop
 
 def _open_run(out: Path, cfg: TrainConfig, task: Task, opt: torch.optim.Optimizer, gen: torch.Generator,
-              metric: str | None, run_config: dict[str, Any] | None) -> tuple[RunState, dict[str, Any] | None]:
+              metric: str | None, run_config: dict[str, Any] | None,
+              may_change: Iterable[str] = ()) -> tuple[RunState, dict[str, Any] | None]:
     """Restore the checkpoint in ``out`` (``resume``) or start a new run directory there.
 
     Returns the run state and the RNG states at the checkpoint (None for a new run)."""
@@ -459,7 +469,7 @@ def _open_run(out: Path, cfg: TrainConfig, task: Task, opt: torch.optim.Optimize
     if not (cfg.resume and (out / CHECKPOINT).exists()):
         _start_run_dir(out, config)
         return RunState(), None
-    state, rng_at_stop = _restore(out, task, opt, gen, config)
+    state, rng_at_stop = _restore(out, task, opt, gen, config, may_change)
     if dist.is_main():
         write_json(out / "config.json", config)  # the resumed run's budget (epochs, ...) as now run
     if cfg.progress and dist.is_main():
@@ -488,13 +498,18 @@ def _final_test(task: Task, cfg: TrainConfig, state: RunState, best_state: dict[
     }
 
 
-def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None, *,
+        may_change: Iterable[str] = ()) -> dict[str, Any]:
     """Train ``task`` with early stopping on the validation metric (higher is better); test once at the end.
 
     The tested model is the best validated one (``restore_best``; the last one when a limit stopped
     the run before any validation), or the last one. Returns the results dict (also written to
     ``out/results.json`` when ``cfg.out`` is set); ``stopped`` says why training ended: ``epochs``,
     ``patience``, ``max_steps`` or ``max_minutes``.
+
+    ``run_config`` (recorded in ``out/config.json`` next to ``cfg``) must match the saved one on
+    ``resume``, except the keys in :data:`RESUMABLE_CHANGES` and ``may_change`` (dotted keys of
+    ``run_config``, e.g. ``"pretrain.steps"``); a difference is a ConfigError listing each key.
     """
     keep_freed_memory()
     dist.setup_from_env()
@@ -505,7 +520,8 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
     params = [p for p in task.model.parameters() if p.requires_grad]
     opt = task_optimizer(task, cfg, params)
     base_lrs = [g["lr"] for g in opt.param_groups]  # before a checkpoint overwrites them with scheduled ones
-    state, rng_at_stop = _open_run(out, cfg, task, opt, gen, metric, run_config) if out else (RunState(), None)
+    state, rng_at_stop = (_open_run(out, cfg, task, opt, gen, metric, run_config, may_change) if out
+                          else (RunState(), None))
     selecting = bool(cfg.eval_every and cfg.restore_best)
     best_state = None  # the model at the best validation so far (None before the first one)
     if selecting and state.best_epoch and out and (out / "best.pt").exists():
