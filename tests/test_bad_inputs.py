@@ -315,3 +315,42 @@ def test_cpg_refuses_invalid_utf8_instead_of_shifting_spans(tmp_path, capsys):
     assert main(["cpg", str(path)]) == 0
     (ret,) = [n for n in json.loads(capsys.readouterr().out)["nodes"] if n["kind"] == "return_statement"]
     assert data[ret["bytes"][0]:ret["bytes"][1]] == b"return 1;"
+
+
+# ------------------------------------------------------------------------------- the loop itself
+
+
+def _toy_fit(tiny_data, out):
+    from cptpp.recsys.task import RecConfig, RecTask
+    from cptpp.train import TrainConfig, fit
+
+    task = RecTask(tiny_data, RecConfig(model="mf", dim=4, batch_size=64), "cpu")
+    return fit(task, TrainConfig(epochs=1, out=str(out), progress=False))
+
+
+def test_fit_never_overwrites_run_files_of_a_folder_that_is_not_a_run(tiny_data, tmp_path):
+    out = tmp_path / "folder"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("someone else's log\n")
+    with pytest.raises(ConfigError, match="not a cptpp run.*metrics.jsonl"):
+        _toy_fit(tiny_data, out)
+    assert (out / "metrics.jsonl").read_text() == "someone else's log\n"
+    (out / "metrics.jsonl").unlink()
+    (out / "scores.pt").write_bytes(b"a pipeline's own file")  # files the loop does not write may be there
+    _toy_fit(tiny_data, out)
+    assert (out / "results.json").exists() and (out / "scores.pt").read_bytes() == b"a pipeline's own file"
+
+
+def test_fit_resume_allows_the_tasks_own_budget_keys(tiny_data, tmp_path):
+    from cptpp.recsys.task import RecConfig, RecTask
+    from cptpp.train import TrainConfig, fit
+
+    def run(steps, may_change, epochs):
+        task = RecTask(tiny_data, RecConfig(model="mf", dim=4, batch_size=64), "cpu")
+        return fit(task, TrainConfig(epochs=epochs, out=str(tmp_path / "r"), progress=False, resume=True),
+                   run_config={"budget": {"steps": steps}, "other": 1}, may_change=may_change)
+
+    run(1, (), 1)
+    with pytest.raises(ConfigError, match=r"budget.steps: 1 -> 2"):
+        run(2, (), 2)
+    assert run(2, ("budget.steps",), 2)["epochs_run"] == 2
