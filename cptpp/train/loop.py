@@ -13,6 +13,12 @@ continues a killed or finished run to the same result) and the run directory:
     out/best.pt         model state at the best validation epoch (``restore_best`` only)
     out/results.json    {"valid": {...}, "test": {...}, "best_epoch": ..., "stopped": ..., ...}
 
+A run directory is never mixed up with another run: ``resume`` refuses a saved config.json that differs
+from the new run's except in :data:`RESUMABLE_CHANGES` (budget, patience, progress, device), a
+truncated or corrupt checkpoint is a one-line error naming it, a partial last line of metrics.jsonl
+is dropped with a note, temp files of an interrupted save are removed, and a folder that is not a
+run is not written into when it holds a file named like a run file.
+
 An epoch is one pass over ``task.batches(epoch, generator)``; a task without epochs (LM
 pre-training) yields a fixed number of steps per "epoch" and bounds the run by ``max_steps`` or
 ``max_minutes``. A limit reached inside an epoch leaves it unfinished (not validated, no metrics
