@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +193,7 @@ def test_out_that_is_not_a_run_folder_is_never_written(ratings_csv, tmp_path, ca
 def test_corrupt_checkpoint_is_one_line_naming_the_file(ratings_csv, finished_run, capsys, name, damage):
     path = finished_run / name
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": os.urandom(300)}[damage])
+    path.write_bytes({"truncate": data[: len(data) // 2], "empty": b"", "garbage": random.Random(0).randbytes(300)}[damage])
     capsys.readouterr()
     assert _train(ratings_csv, finished_run, "--resume", "--epochs", "2") == 2
     err = capsys.readouterr().err

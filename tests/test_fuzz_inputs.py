@@ -51,10 +51,12 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 
 
 def _ratings_case(rng: random.Random, k: int) -> bytes:
-    kind = k % 8
+    kind = k % 9
     valid = _valid_ratings(rng)
+    if kind == 8:  # valid, with benign variations: these should train
+        return rng.choice([b"\xef\xbb\xbf", b"", b"\n"]) + valid.replace(b"\n", rng.choice([b"\r\n", b"\n", b"\n\n"]))
     if kind == 0:
-        return os.urandom(rng.randint(0, 200)) if rng.random() < 0.3 else bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+        return rng.randbytes(rng.randint(0, 200))  # seeded: a failure reproduces
     if kind == 1:
         return valid[:rng.randint(0, len(valid))]  # truncation
     if kind == 2:
@@ -113,7 +115,7 @@ def _source_case(rng: random.Random, k: int) -> tuple[bytes, str]:
     valid = _JAVA if suffix == ".java" else _PY
     kind = (k // 2) % 7
     if kind == 0:
-        data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
+        data = rng.randbytes(rng.randint(0, 300))
     elif kind == 1:
         data = valid[:rng.randint(0, len(valid))]
     elif kind == 2:
@@ -214,9 +216,7 @@ def test_fuzz_a_few_cases_as_real_processes(tmp_path):
            "CPTPP_DATA_HOME": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cases = [
         ("r.csv", b"user1,item55,nan\nuser2,item3,4\n", ["train"], 2),
-        ("r.csv", "u1,i1,5\n".encode("utf-16"), ["train"], 2),
         ("s.java", b"class A { // \xff\n int f() { return 1; } }\n", ["cpg"], 2),
-        ("s.py", b"def f(:\n  return (((\n", ["cpg"], 0),
     ]
     for name, data, cmd, expect in cases:
         path = tmp_path / name

@@ -145,7 +145,8 @@ def run_prompt_tune(args) -> int:
                                         source=args.config or "command line")
     check_ranking_metric(train_cfg.metric, tune_cfg.ks)
     encoder, pre_cfg = load_pretrained(args.pretrained)
-    data_cfg = from_dict(DataConfig, {**pre_cfg["data"], "device": args.device}, source=str(Path(args.pretrained) / "config.json"))
+    data_cfg = from_dict(DataConfig, {**pre_cfg["data"], "device": args.device},
+                         source=str(Path(args.pretrained) / "config.json"))
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.mode)
     check_out(train_cfg)

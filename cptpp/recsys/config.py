@@ -25,7 +25,8 @@ def check_rating_threshold(value) -> None:
     if value is None or value == "all":
         return
     if isinstance(value, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"rating_threshold={value!r} must be a number (keep rating >= it) or 'all' (keep every rating)")
+        raise ConfigError(f"rating_threshold={value!r} must be a number (keep rating >= it) "
+                          "or 'all' (keep every rating)")
     check_range("rating_threshold", float(value))
 
 

@@ -65,7 +65,8 @@ def load_pretrained(directory: str | Path) -> tuple[LightGCN, dict]:
     keys = ("state_dict", "num_users", "num_items", "dim", "layers", "readout_from")
     missing = [k for k in keys if not isinstance(blob, dict) or k not in blob]
     if missing:
-        raise ConfigError(f"{enc_path}: not an encoder saved by `cptpp pretrain` (missing {', '.join(missing)}); {again}")
+        raise ConfigError(f"{enc_path}: not an encoder saved by `cptpp pretrain` "
+                          f"(missing {', '.join(missing)}); {again}")
     try:
         enc = LightGCN(blob["num_users"], blob["num_items"], blob["dim"], blob["layers"], blob["readout_from"])
         enc.load_state_dict(blob["state_dict"])
