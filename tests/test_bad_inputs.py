@@ -5,6 +5,7 @@ the exit code, the message (names the file / key) and that nothing was written t
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
@@ -115,6 +116,15 @@ def test_rating_threshold_semantics(tmp_path):
         load_dataset(str(path), rating_threshold="some")
     with pytest.raises(ConfigError, match="rating_threshold"):
         load_dataset(str(path), rating_threshold=float("nan"))
+
+
+def test_movielens_records_its_default_threshold(monkeypatch):
+    from conftest import mirror_dir
+
+    if mirror_dir("recsys", "ml-100k") is None:
+        pytest.skip("ml-100k is not in $CPTPP_DATA_MIRROR")
+    d = load_dataset("ml-100k", progress=False)
+    assert d.rating_threshold == 4.0 and sum(map(len, (d.train, d.valid, d.test))) == 55_375
 
 
 def test_config_json_records_the_threshold_applied(ratings_csv, tmp_path, capsys):
@@ -283,6 +293,7 @@ def test_check_range_rejects_non_finite(value):
     (["--weight-decay", "nan"], "weight_decay"), (["--cl-weight", "inf"], "cl_weight"),
     (["--metric", "recall@7"], "metric"), (["--metric", "auc"], "metric"),
     (["--rating-threshold", "nan"], "rating_threshold"),
+    (["--eval-block", "0"], "eval_block"),  # already rejected up front: kept as a guard
 ])
 def test_bad_values_are_rejected_before_anything_is_written(ratings_csv, tmp_path, capsys, args, key):
     out = tmp_path / "run"
@@ -302,13 +313,17 @@ def test_metric_names_match_the_evaluator():
 # ------------------------------------------------------------------------------- 5. cpg and UTF-8
 
 
-def test_cpg_refuses_invalid_utf8_instead_of_shifting_spans(tmp_path, capsys):
+def test_cpg_refuses_invalid_utf8_instead_of_shifting_spans(tmp_path, capsys, monkeypatch):
     pytest.importorskip("tree_sitter_java")
+    bad = b"class A {\n  // caf\xe9\n  int f() { return 1; }\n}\n"
     path = tmp_path / "A.java"
-    path.write_bytes(b"class A {\n  // caf\xe9\n  int f() { return 1; }\n}\n")
+    path.write_bytes(bad)
     assert main(["cpg", str(path)]) == 2
     captured = capsys.readouterr()
     assert "not UTF-8 at byte 18 (line 2, column 9" in captured.err and captured.out == ""
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(bad)))
+    assert main(["cpg", "-", "--language", "java"]) == 2
+    assert "stdin: not UTF-8 at byte 18" in capsys.readouterr().err
     # valid UTF-8 with multi-byte characters: spans stay byte offsets of the file
     data = "class A {\n  // café ü\n  int f() { return 1; }\n}\n".encode()
     path.write_bytes(data)
