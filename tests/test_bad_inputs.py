@@ -163,6 +163,14 @@ def test_resume_with_other_settings_is_refused(ratings_csv, finished_run, capsys
     assert json.loads((finished_run / "config.json").read_text())["train"]["epochs"] == 2
 
 
+def test_resume_takes_the_saved_settings_as_defaults(ratings_csv, finished_run, capsys):
+    """`--out OUT --resume` continues the run as it was run (dim 4, lightgcn), without repeating options."""
+    assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "2", "--progress", "false"]) == 0
+    cfg = json.loads((finished_run / "config.json").read_text())
+    assert (cfg["model"]["dim"], cfg["model"]["model"], cfg["train"]["epochs"]) == (4, "lightgcn", 2)
+    assert cfg["data"]["dataset"] == str(ratings_csv)
+
+
 def test_resume_on_another_dataset_is_refused(ratings_csv, finished_run, tmp_path, capsys):
     other = tmp_path / "other.csv"
     other.write_text(ratings_csv.read_text().replace("u1,", "u99,"))

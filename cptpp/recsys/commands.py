@@ -71,6 +71,31 @@ def _check_trainable(data) -> None:
                           "needs items each user has not interacted with")
 
 
+def resumed_settings(file_values: dict, cli: dict, sections, classes) -> dict:
+    """With ``--resume``, the settings saved in ``OUT/config.json`` (its ``sections``) are the defaults, so
+    ``--out OUT --resume`` continues the run as it was run; options given again must match them (the
+    loop refuses other differences). ``{}`` when not resuming or nothing is saved."""
+    import dataclasses
+    import json
+
+    given = {**file_values, **{k: v for k, v in cli.items() if v is not None}}
+    resume = given.get("resume")
+    if not given.get("out") or not (resume is True or str(resume).lower() in ("1", "true", "yes", "on")):
+        return {}
+    try:
+        saved = json.loads((Path(given["out"]) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    known = {f.name for cls in classes for f in dataclasses.fields(cls) if f.init}
+    values = {}
+    for section in sections:
+        if isinstance(saved, dict) and isinstance(saved.get(section), dict):
+            values.update({k: v for k, v in saved[section].items() if k in known})
+    for key in ("out", "resume", "device", "progress"):  # where and how this process runs
+        values.pop(key, None)
+    return values
+
+
 def check_out(train_cfg) -> None:
     """Before anything is loaded or written: --out is a run folder to resume, a new or empty folder."""
     from cptpp.train.loop import check_resumable, check_run_dir
@@ -95,8 +120,9 @@ def _train_recommender(args, forced: dict) -> tuple:
 
     file_values = load_json_config(args.config) if args.config else {}
     cli = _cli_values(args, drop=("func", "command", "config", "objective"))
-    cli.update(forced)
-    data_cfg, rec_cfg, train_cfg = build_configs(CONFIG_CLASSES, file_values, cli,
+    saved = resumed_settings(file_values, cli, ("data", "model", "train"), CONFIG_CLASSES)
+    cli.update({k: v for k, v in forced.items() if not (k == "epochs" and k in saved)})
+    data_cfg, rec_cfg, train_cfg = build_configs(CONFIG_CLASSES, {**saved, **file_values}, cli,
                                                  source=args.config or "command line")
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.model, rec_cfg.mode)
@@ -141,7 +167,9 @@ def run_prompt_tune(args) -> int:
     from cptpp.train import fit, resolve_device, seed_everything
 
     file_values = load_json_config(args.config) if args.config else {}
-    tune_cfg, train_cfg = build_configs((PromptTuneConfig, RecTrainConfig), file_values, _cli_values(args),
+    classes = (PromptTuneConfig, RecTrainConfig)
+    saved = resumed_settings(file_values, _cli_values(args), ("prompt_tuning", "train"), classes)
+    tune_cfg, train_cfg = build_configs(classes, {**saved, **file_values}, _cli_values(args),
                                         source=args.config or "command line")
     check_ranking_metric(train_cfg.metric, tune_cfg.ks)
     encoder, pre_cfg = load_pretrained(args.pretrained)
