@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -26,6 +27,10 @@ def check_choice(name: str, value: Any, choices) -> None:
 
 
 def check_range(name: str, value, lo=None, hi=None, *, lo_open=False) -> None:
+    """``value`` in [lo, hi] (``lo_open``: (lo, hi]); NaN and +-inf are always rejected (a NaN compares
+    false with every bound, so without this it would pass any range)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
     if lo is not None and (value <= lo if lo_open else value < lo):
         raise ConfigError(f"{name}={value!r} must be {'>' if lo_open else '>='} {lo}")
     if hi is not None and value > hi:
@@ -40,7 +45,12 @@ def _coerce(name: str, tp, value):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(name, inner[0], value)
+        for tp_i in inner[:-1]:  # e.g. float | str: a number if it parses as one, else the text
+            try:
+                return _coerce(name, tp_i, value)
+            except ConfigError:
+                pass
+        return _coerce(name, inner[-1], value)
     if origin in (list, tuple):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,3 +49,41 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
         f.write(json.dumps(obj, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+class CorruptFileError(ValueError):
+    """A run file (checkpoint, saved model) cannot be read; the message names it and what to do."""
+
+
+def load_torch(path: str | Path, *, weights_only: bool, remedy: str) -> Any:
+    """``torch.load(path)`` on CPU; a truncated, corrupt or empty file is a :class:`CorruptFileError`
+    naming ``path`` and ``remedy`` (what to do about it) instead of torch's unpickling traceback."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except OSError as e:
+        if e.strerror:
+            raise CorruptFileError(f"cannot read {path}: {e.strerror}; {remedy}") from None
+        raise CorruptFileError(f"{path} is truncated or corrupt ({type(e).__name__}); {remedy}") from None
+    except Exception as e:  # noqa: BLE001 -- torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise CorruptFileError(f"{path} is truncated or corrupt (torch.load failed: {type(e).__name__}); "
+                               f"{remedy}") from None
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what _atomic_write's mkstemp names look like
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[str]:
+    """Delete temp files an interrupted :func:`_atomic_write` left in ``folder``; returns their names.
+
+    Call it only where no other writer is active (a run folder, when its run starts or resumes)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in sorted(folder.iterdir()):
+        if _TEMP_NAME.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed

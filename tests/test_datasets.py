@@ -273,7 +273,8 @@ def test_unknown_name_lists_valid_names():
 
 
 def test_bad_options_are_config_errors():
-    for kw in ({"valid_ratio": 1.0}, {"split_ratios": (0.5, 0.1, 0.1)}, {"kcore": -1}, {"rating_threshold": -2}):
+    for kw in ({"valid_ratio": 1.0}, {"split_ratios": (0.5, 0.1, 0.1)}, {"kcore": -1},
+               {"rating_threshold": float("nan")}, {"rating_threshold": "most"}):
         with pytest.raises(ConfigError):
             LoadOptions(**kw)
 

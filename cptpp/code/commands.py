@@ -15,7 +15,8 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "cpg", help="build the code property graph (AST+CFG+DFG) of a Java/Python file or method",
         description="Build the code property graph (AST + CFG + DFG + call edges) of FILE and print it.")
-    p.add_argument("file", metavar="FILE", help="a .java or .py file ('-' reads stdin; then give --language)")
+    p.add_argument("file", metavar="FILE", help="a UTF-8 .java or .py file ('-' reads stdin; then give --language); "
+                                               "a file that is not UTF-8 is an error naming the first bad byte")
     p.add_argument("--format", choices=("json", "dot"), default="json",
                    help="json: nodes + typed edges; dot: Graphviz with one colour per edge kind (default: json)")
     p.add_argument("--method", metavar="NAME", default=None,
@@ -40,15 +41,19 @@ def _language(args) -> str:
 
 def run_cpg(args) -> int:
     from graph_tools.cpg import build_cpg, split_methods  # heavy: tree-sitter
+    from graph_tools.cpg.build import decode_source
 
     language = _language(args)
     if args.file == "-":
-        source = sys.stdin.read()
+        data = sys.stdin.buffer.read()
     else:
         path = Path(args.file)
         if not path.is_file():
             raise FileNotFoundError(f"no such file: {args.file}")
-        source = path.read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
+    # Spans are byte offsets of the file: a file that is not UTF-8 is an error (exit 2), not a
+    # decode with replacement characters that would shift every span after the bad byte.
+    source = decode_source(data, "stdin" if args.file == "-" else args.file)
     granularity = "file"
     if args.method is not None:
         methods = list(split_methods(source, language))

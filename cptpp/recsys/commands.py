@@ -4,9 +4,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
-from cptpp.config import add_dataclass_options, build_configs, load_json_config
-from cptpp.recsys.config import MODELS, DataConfig, PromptTuneConfig, RecConfig, RecTrainConfig
+from cptpp.config import ConfigError, add_dataclass_options, build_configs, from_dict, load_json_config
+from cptpp.recsys.config import (MODELS, DataConfig, PromptTuneConfig, RecConfig, RecTrainConfig,
+                                 check_ranking_metric)
 
 CONFIG_CLASSES = (DataConfig, RecConfig, RecTrainConfig)
 
@@ -45,10 +47,66 @@ def add_commands(sub) -> None:
 
 
 def load_data(cfg: DataConfig, progress: bool = True):
+    """Load ``cfg.dataset`` and set ``cfg.rating_threshold`` to the threshold applied (recorded in config.json)."""
     from cptpp.recsys.datasets import load_dataset
 
-    return load_dataset(cfg.dataset, seed=cfg.data_seed, valid_ratio=cfg.valid_ratio,
+    data = load_dataset(cfg.dataset, seed=cfg.data_seed, valid_ratio=cfg.valid_ratio,
                         rating_threshold=cfg.rating_threshold, kcore=cfg.kcore, progress=progress)
+    cfg.rating_threshold = data.rating_threshold
+    for note in data.notes:
+        print(f"note: {note}", file=sys.stderr)
+    _check_trainable(data)
+    return data
+
+
+def _check_trainable(data) -> None:
+    """BPR samples, for each training pair, an item the user has not interacted with: fail before the run
+    folder is made when some user has none (tiny or degenerate data)."""
+    import numpy as np
+
+    degree = np.bincount(data.train[:, 0], minlength=data.num_users)
+    full = np.flatnonzero(degree >= data.num_items)
+    if len(data.train) == 0:
+        raise ConfigError(f"{data.name}: no training interactions are left after loading (see the notes above)")
+    if len(full):
+        raw = data.raw_user_ids[full[:5]].tolist() if data.raw_user_ids is not None else full[:5].tolist()
+        raise ConfigError(f"{data.name}: user(s) {', '.join(map(str, raw))} interacted with every one of the "
+                          f"{data.num_items} items in training, so BPR has no negative item for them; a dataset "
+                          "needs items each user has not interacted with")
+
+
+def resumed_settings(file_values: dict, cli: dict, sections, classes) -> dict:
+    """With ``--resume``, the settings saved in ``OUT/config.json`` (its ``sections``) are the defaults, so
+    ``--out OUT --resume`` continues the run as it was run; options given again must match them (the
+    loop refuses other differences). ``{}`` when not resuming or nothing is saved."""
+    import dataclasses
+    import json
+
+    given = {**file_values, **{k: v for k, v in cli.items() if v is not None}}
+    resume = given.get("resume")
+    if not given.get("out") or not (resume is True or str(resume).lower() in ("1", "true", "yes", "on")):
+        return {}
+    try:
+        saved = json.loads((Path(given["out"]) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    known = {f.name for cls in classes for f in dataclasses.fields(cls) if f.init}
+    values = {}
+    for section in sections:
+        if isinstance(saved, dict) and isinstance(saved.get(section), dict):
+            values.update({k: v for k, v in saved[section].items() if k in known})
+    for key in ("out", "resume", "device", "progress"):  # where and how this process runs
+        values.pop(key, None)
+    return values
+
+
+def check_out(train_cfg) -> None:
+    """Before anything is loaded or written: --out is a run folder to resume, a new or empty folder."""
+    from cptpp.train.loop import check_resumable, check_run_dir
+
+    if train_cfg.resume:
+        check_resumable(train_cfg.out)
+    check_run_dir(train_cfg.out, train_cfg.resume, only_empty=True)
 
 
 def _cli_values(args, drop=("func", "command", "config", "objective", "pretrained", "device")) -> dict:
@@ -66,11 +124,14 @@ def _train_recommender(args, forced: dict) -> tuple:
 
     file_values = load_json_config(args.config) if args.config else {}
     cli = _cli_values(args, drop=("func", "command", "config", "objective"))
-    cli.update(forced)
-    data_cfg, rec_cfg, train_cfg = build_configs(CONFIG_CLASSES, file_values, cli,
+    saved = resumed_settings(file_values, cli, ("data", "model", "train"), CONFIG_CLASSES)
+    cli.update({k: v for k, v in forced.items() if not (k == "epochs" and k in saved)})
+    data_cfg, rec_cfg, train_cfg = build_configs(CONFIG_CLASSES, {**saved, **file_values}, cli,
                                                  source=args.config or "command line")
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.model, rec_cfg.mode)
+    check_ranking_metric(train_cfg.metric, rec_cfg.ks)
+    check_out(train_cfg)
     device = resolve_device(data_cfg.device)
     t0 = time.perf_counter()
     data = load_data(data_cfg, progress=train_cfg.progress)
@@ -109,13 +170,18 @@ def run_prompt_tune(args) -> int:
     from cptpp.train.params import count_parameters
     from cptpp.train import fit, resolve_device, seed_everything
 
-    encoder, pre_cfg = load_pretrained(args.pretrained)
     file_values = load_json_config(args.config) if args.config else {}
-    tune_cfg, train_cfg = build_configs((PromptTuneConfig, RecTrainConfig), file_values, _cli_values(args),
+    classes = (PromptTuneConfig, RecTrainConfig)
+    saved = resumed_settings(file_values, _cli_values(args), ("prompt_tuning", "train"), classes)
+    tune_cfg, train_cfg = build_configs(classes, {**saved, **file_values}, _cli_values(args),
                                         source=args.config or "command line")
-    data_cfg = DataConfig(**{**pre_cfg["data"], "device": args.device})
+    check_ranking_metric(train_cfg.metric, tune_cfg.ks)
+    encoder, pre_cfg = load_pretrained(args.pretrained)
+    data_cfg = from_dict(DataConfig, {**pre_cfg["data"], "device": args.device},
+                         source=str(Path(args.pretrained) / "config.json"))
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.mode)
+    check_out(train_cfg)
     device = resolve_device(args.device)
     data = load_data(data_cfg, progress=train_cfg.progress)
     seed_everything(train_cfg.seed)

@@ -9,6 +9,33 @@ from cptpp.train.config import TrainConfig
 PROMPTS = ("historical", "factorization", "high_order")
 FUSIONS = ("concat_mlp", "add")
 
+# Explicit ratings become implicit feedback by keeping rating >= threshold. None: the dataset's default
+# (4 for every file with a rating column: the MovieLens sets and user files alike, as CPTPP does);
+# a number: keep rating >= it; "all": keep every rating (negative ones too).
+DEFAULT_RATING_THRESHOLD = 4.0
+RATING_THRESHOLD_HELP = ("keep interactions with rating >= this (files with a rating column; default 4, "
+                         "as for MovieLens); 'all' keeps every rating; files without ratings ignore 'all'")
+
+# The metric names full-ranking evaluation reports, as METRIC@K (cptpp.recsys.evaluation.METRICS).
+RANKING_METRICS = ("recall", "ndcg", "precision", "hit", "mrr")
+
+
+def check_rating_threshold(value) -> None:
+    """None, "all" or a finite number (see DEFAULT_RATING_THRESHOLD)."""
+    if value is None or value == "all":
+        return
+    if isinstance(value, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"rating_threshold={value!r} must be a number (keep rating >= it) "
+                          "or 'all' (keep every rating)")
+    check_range("rating_threshold", float(value))
+
+
+def check_ranking_metric(metric: str | None, ks) -> None:
+    """``metric`` (the loop's validation metric; None = the task's) must be one evaluation reports for ``ks``."""
+    if metric is not None:
+        check_choice("metric", metric, [f"{m}@{k}" for k in ks for m in RANKING_METRICS])
+
+
 MODELS = ("mf", "lightgcn", "sgl", "simgcl", "xsimgcl")
 MODES = ("joint", "pretrain")
 PRETRAIN_DEFAULTS = {"sgl": dict(cl_negatives="batch", tau=0.2)}
@@ -34,12 +61,13 @@ class DataConfig:
     dataset: str = "ml-100k"
     data_seed: int = 0
     valid_ratio: float = 0.1
-    rating_threshold: float | None = None
+    rating_threshold: float | str | None = field(default=None, metadata={"help": RATING_THRESHOLD_HELP})
     kcore: int = 0
     device: str = "auto"
 
     def __post_init__(self):
         check_range("valid_ratio", self.valid_ratio, 0)
+        check_rating_threshold(self.rating_threshold)
         check_range("kcore", self.kcore, 0)
 
 
@@ -105,6 +133,7 @@ class RecConfig(RankingConfig):
         for key in ("cl_weight", "tau", "eps"):
             if getattr(self, key) is None:
                 setattr(self, key, 0.0)
+            check_range(key, getattr(self, key))  # finite, even where this model does not use it
         check_range("dim", self.dim, 1)
         check_range("layers", self.layers, 0)
         check_range("drop_ratio", self.drop_ratio, 0)

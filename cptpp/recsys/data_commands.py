@@ -3,6 +3,18 @@ from __future__ import annotations
 
 import argparse
 
+from cptpp.recsys.config import RATING_THRESHOLD_HELP
+
+
+def _rating_threshold(text: str):
+    """A number, or 'all' (keep every rating)."""
+    if text == "all":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'all'") from None
+
 
 def add_commands(subparsers) -> None:
     """Add ``data list`` and ``data info`` to the top-level ``subparsers``."""
@@ -15,8 +27,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--valid-ratio", type=float, default=0.1)
     p.add_argument("--split-ratios", type=_ratios, default=(0.8, 0.1, 0.1), metavar="TRAIN,VALID,TEST")
-    p.add_argument("--rating-threshold", type=float, default=None,
-                   help="keep ratings >= this (default: the dataset's own, 4 for MovieLens; 0 keeps all)")
+    p.add_argument("--rating-threshold", type=_rating_threshold, default=None, metavar="X|all",
+                   help=RATING_THRESHOLD_HELP)
     p.add_argument("--kcore", type=int, default=0)
     p.set_defaults(func=cmd_info)
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])

@@ -25,6 +25,7 @@ class Interactions:
     raw_user_ids: np.ndarray | None = None
     raw_item_ids: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    rating_threshold: float | str | None = None  # applied when loading: rating >= it; "all"; None: no ratings
 
     def __post_init__(self):
         for split in ("train", "valid", "test"):

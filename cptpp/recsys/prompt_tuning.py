@@ -20,15 +20,14 @@ model config), ``results.json`` and ``encoder.pt`` (the LightGCN state + its sha
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cptpp.config import ConfigError, check_choice
+from cptpp.config import ConfigError, check_choice, load_json_config
 from cptpp.recsys.config import PromptTuneConfig  # noqa: F401 (re-exported)
-from cptpp.io import save_torch
+from cptpp.io import load_torch, save_torch
 from cptpp.recsys.encoders import LightGCN
 from cptpp.recsys.evaluation import evaluate_embeddings
 from cptpp.recsys.interactions import Interactions
@@ -57,10 +56,23 @@ def load_pretrained(directory: str | Path) -> tuple[LightGCN, dict]:
     for p in (enc_path, cfg_path):
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: --pretrained must be a directory written by `cptpp pretrain`")
-    blob = torch.load(enc_path, map_location="cpu", weights_only=True)
-    enc = LightGCN(blob["num_users"], blob["num_items"], blob["dim"], blob["layers"], blob["readout_from"])
-    enc.load_state_dict(blob["state_dict"])
-    return enc, json.loads(cfg_path.read_text())
+    again = "run `cptpp pretrain` again to write it"
+    cfg = load_json_config(cfg_path)
+    if not isinstance(cfg.get("data"), dict):
+        raise ConfigError(f"{cfg_path}: missing key 'data' (the dataset settings `cptpp pretrain` records); "
+                          f"is {directory} a folder written by `cptpp pretrain`? If so, {again}")
+    blob = load_torch(enc_path, weights_only=True, remedy=again)
+    keys = ("state_dict", "num_users", "num_items", "dim", "layers", "readout_from")
+    missing = [k for k in keys if not isinstance(blob, dict) or k not in blob]
+    if missing:
+        raise ConfigError(f"{enc_path}: not an encoder saved by `cptpp pretrain` "
+                          f"(missing {', '.join(missing)}); {again}")
+    try:
+        enc = LightGCN(blob["num_users"], blob["num_items"], blob["dim"], blob["layers"], blob["readout_from"])
+        enc.load_state_dict(blob["state_dict"])
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(f"{enc_path}: the encoder does not load ({str(e).splitlines()[0]}); {again}") from None
+    return enc, cfg
 
 
 # --------------------------------------------------------------------------- model

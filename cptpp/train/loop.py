@@ -13,6 +13,12 @@ continues a killed or finished run to the same result) and the run directory:
     out/best.pt         model state at the best validation epoch (``restore_best`` only)
     out/results.json    {"valid": {...}, "test": {...}, "best_epoch": ..., "stopped": ..., ...}
 
+A run directory is never mixed up with another run: ``resume`` refuses a saved config.json that differs
+from the new run's except in :data:`RESUMABLE_CHANGES` (budget, patience, progress, device), a
+truncated or corrupt checkpoint is a one-line error naming it, a partial last line of metrics.jsonl
+is dropped with a note, temp files of an interrupted save are removed, and a folder that is not a
+run is not written into when it holds a file named like a run file.
+
 An epoch is one pass over ``task.batches(epoch, generator)``; a task without epochs (LM
 pre-training) yields a fixed number of steps per "epoch" and bounds the run by ``max_steps`` or
 ``max_minutes``. A limit reached inside an epoch leaves it unfinished (not validated, no metrics
@@ -35,7 +41,7 @@ import numpy as np
 import torch
 
 from cptpp.config import ConfigError, check_choice
-from cptpp.io import append_jsonl, save_torch, write_json
+from cptpp.io import append_jsonl, load_torch, remove_stale_temp_files, save_torch, write_json
 from cptpp.train import distributed as dist
 from cptpp.train.allocator import keep_freed_memory
 from cptpp.train.config import TrainConfig
@@ -136,10 +142,88 @@ def resolve_metric(task: Task, cfg: TrainConfig) -> str | None:
     return metric
 
 
-def check_run_dir(out: Path, resume: bool) -> None:
-    """A run directory that already holds a run is continued with ``resume``, never overwritten."""
+# Settings a resumed run may change: its budget, early-stopping patience and where/how it runs.
+# Anything else (model, data, objective, lr, seed, ...) would mix two runs into one result.
+RESUMABLE_CHANGES = ("train.epochs", "train.max_steps", "train.max_minutes", "train.patience",
+                     "train.progress", "train.resume", "train.out", "data.device", "world_size")
+
+
+def _saved_config(out: Path) -> dict[str, Any] | None:
+    """``out/config.json`` when it is a run's config (a JSON object with a "train" entry), else None."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and isinstance(saved.get("train"), dict) else None
+
+
+def is_run_dir(out: str | Path) -> bool:
+    """Whether ``out`` holds a run of this loop (its config.json or checkpoint)."""
+    out = Path(out)
+    return (out / CHECKPOINT).is_file() or _saved_config(out) is not None
+
+
+# The files the loop writes in a run directory (a folder holding any of them but no run is not overwritten).
+RUN_FILES = ("config.json", "metrics.jsonl", CHECKPOINT, "best.pt", "results.json")
+
+
+def check_run_dir(out: str | Path, resume: bool, *, only_empty: bool = False) -> None:
+    """A run directory that already holds a run is continued with ``resume``, never overwritten; a folder
+    that is not a run is never written into when it holds a file the loop writes (``only_empty``: when
+    it holds anything, as the CLI requires of ``--out``)."""
+    out = Path(out)
+    if out.is_dir() and not is_run_dir(out):
+        held = sorted(p.name for p in out.iterdir())
+        clash = held if only_empty else [name for name in held if name in RUN_FILES]
+        if clash:
+            shown = ", ".join(clash[:5]) + (f", ... ({len(clash)} entries)" if len(clash) > 5 else "")
+            raise ConfigError(f"--out {out} is a folder that is not a cptpp run (it holds {shown}, but no run "
+                              "config.json or checkpoint.pt); choose a new or empty folder so nothing there is "
+                              "overwritten")
     if not resume and ((out / "results.json").exists() or (out / CHECKPOINT).exists()):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def check_resumable(out: str | Path) -> None:
+    """``--resume`` needs a run in ``out`` (a mistyped --out must not silently start a new run)."""
+    out = Path(out)
+    if not is_run_dir(out):
+        why = "no such folder" if not out.exists() else "no run config.json or checkpoint.pt there"
+        raise ConfigError(f"nothing to resume in {out} ({why}); check --out, or drop --resume to start a new run")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def check_same_run(out: Path, saved: dict[str, Any], new: dict[str, Any], epochs_done: int,
+                   may_change: Iterable[str] = ()) -> None:
+    """Refuse to resume the run saved in ``out`` with settings other than :data:`RESUMABLE_CHANGES` and
+    ``may_change`` (flattened keys of the task's ``run_config``, e.g. its own budget)."""
+    allowed = set(RESUMABLE_CHANGES) | set(may_change)
+    old_flat, new_flat = _flatten(saved), _flatten(json.loads(json.dumps(new)))
+    missing = object()
+    diffs = []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        old, cur = old_flat.get(key, missing), new_flat.get(key, missing)
+        if old == cur or key in allowed:
+            continue
+        shown = ["(none)" if v is missing else json.dumps(v) for v in (old, cur)]
+        diffs.append(f"{key}: {shown[0]} -> {shown[1]}")
+    epochs = new_flat.get("train.epochs")
+    if isinstance(epochs, int) and 0 < epochs < epochs_done:
+        diffs.append(f"train.epochs: {epochs} is below the {epochs_done} epochs already run")
+    if diffs:
+        raise ConfigError(f"cannot resume {out}: it was run with other settings, and continuing it would mix two "
+                          "runs in one result:\n  " + "\n  ".join(diffs) + "\nOn resume only "
+                          f"{', '.join(k.split('.')[-1] for k in RESUMABLE_CHANGES[:5])} and device may change; "
+                          "use a new --out for a different run")
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -166,31 +250,65 @@ def _clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _read_metrics(path: Path, upto_epoch: int) -> list[dict]:
+    """The records of ``path`` up to ``upto_epoch``. A partial last line (a writer killed mid-line) is
+    dropped with a note; a damaged line before it is an error naming ``path:line``."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                raise ValueError("not a metrics record (a JSON object with an integer 'epoch')")
+        except ValueError as e:
+            if i == last:
+                print(f"note: {path}:{i + 1}: dropped a partial last line (left by an interrupted write)",
+                      file=sys.stderr)
+                continue
+            raise ConfigError(f"{path}:{i + 1}: damaged metrics line ({str(e).splitlines()[0]}); fix or delete "
+                              "that line to resume") from None
+        records.append(record)
     return [r for r in records if r["epoch"] <= upto_epoch]
 
 
 # ---------------------------------------------------------------- run directory
 
-def _start_run_dir(out: Path, cfg: TrainConfig, metric: str | None, run_config: dict[str, Any] | None) -> None:
+def _run_config(cfg: TrainConfig, metric: str | None, run_config: dict[str, Any] | None) -> dict[str, Any]:
+    return {"train": {**asdict(cfg), "metric": metric}, "world_size": dist.world_size(), **(run_config or {})}
+
+
+def _start_run_dir(out: Path, config: dict[str, Any]) -> None:
     if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.jsonl").write_text("")
-        write_json(out / "config.json", {"train": {**asdict(cfg), "metric": metric}, "world_size": dist.world_size(),
-                                         **(run_config or {})})
+        write_json(out / "config.json", config)
 
 
-def _restore(out: Path, task: Task, opt: torch.optim.Optimizer,
-             gen: torch.Generator) -> tuple[RunState, dict[str, Any]]:
+def _restore(out: Path, task: Task, opt: torch.optim.Optimizer, gen: torch.Generator,
+             config: dict[str, Any], may_change: Iterable[str] = ()) -> tuple[RunState, dict[str, Any]]:
     """Load ``out/checkpoint.pt`` into the model, optimizer and RNGs; drop metrics written after it.
+    The run's saved config.json must match ``config`` (see :func:`check_same_run`); then it is updated.
 
     Returns the run state and the RNG states at the checkpoint (an unfinished epoch restores them
     again after replaying its batches)."""
-    ckpt = torch.load(out / CHECKPOINT, map_location="cpu", weights_only=False)
-    task.model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
+    path = out / CHECKPOINT
+    ckpt = load_torch(path, weights_only=False,
+                      remedy=f"delete it to restart the run from scratch, or resume from a copy of {out}")
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "rng"} <= set(ckpt):
+        raise ConfigError(f"{path} is not a cptpp checkpoint (no model/optimizer/rng states); delete it to restart")
+    saved = _saved_config(out)
+    if saved is not None:
+        check_same_run(out, saved, config, int(ckpt.get("epoch", 0)), may_change)
+    try:
+        task.model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise ConfigError(f"{path} does not fit this model ({str(e).splitlines()[0].strip()}); it was saved by a "
+                          "run with other settings: use a new --out") from None
     _set_rng_state(gen, ckpt["rng"])
     state = RunState(**{f.name: ckpt[f.name] for f in fields(RunState) if f.name in ckpt})
     if dist.is_main():
@@ -342,15 +460,24 @@ def _show(record: dict[str, Any], metric: str) -> None:
 # ---------------------------------------------------------------- the loop
 
 def _open_run(out: Path, cfg: TrainConfig, task: Task, opt: torch.optim.Optimizer, gen: torch.Generator,
-              metric: str | None, run_config: dict[str, Any] | None) -> tuple[RunState, dict[str, Any] | None]:
+              metric: str | None, run_config: dict[str, Any] | None,
+              may_change: Iterable[str] = ()) -> tuple[RunState, dict[str, Any] | None]:
     """Restore the checkpoint in ``out`` (``resume``) or start a new run directory there.
 
     Returns the run state and the RNG states at the checkpoint (None for a new run)."""
     check_run_dir(out, cfg.resume)
+    if dist.is_main() and is_run_dir(out):
+        stale = remove_stale_temp_files(out)
+        if stale:
+            print(f"note: removed {len(stale)} temp file(s) an interrupted save left in {out}: {', '.join(stale)}",
+                  file=sys.stderr)
+    config = _run_config(cfg, metric, run_config)
     if not (cfg.resume and (out / CHECKPOINT).exists()):
-        _start_run_dir(out, cfg, metric, run_config)
+        _start_run_dir(out, config)
         return RunState(), None
-    state, rng_at_stop = _restore(out, task, opt, gen)
+    state, rng_at_stop = _restore(out, task, opt, gen, config, may_change)
+    if dist.is_main():
+        write_json(out / "config.json", config)  # the resumed run's budget (epochs, ...) as now run
     if cfg.progress and dist.is_main():
         print(f"resuming {out} after epoch {state.epoch} (step {state.step})", file=sys.stderr)
     return state, rng_at_stop
@@ -377,13 +504,18 @@ def _final_test(task: Task, cfg: TrainConfig, state: RunState, best_state: dict[
     }
 
 
-def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None, *,
+        may_change: Iterable[str] = ()) -> dict[str, Any]:
     """Train ``task`` with early stopping on the validation metric (higher is better); test once at the end.
 
     The tested model is the best validated one (``restore_best``; the last one when a limit stopped
     the run before any validation), or the last one. Returns the results dict (also written to
     ``out/results.json`` when ``cfg.out`` is set); ``stopped`` says why training ended: ``epochs``,
     ``patience``, ``max_steps`` or ``max_minutes``.
+
+    ``run_config`` (recorded in ``out/config.json`` next to ``cfg``) must match the saved one on
+    ``resume``, except the keys in :data:`RESUMABLE_CHANGES` and ``may_change`` (dotted keys of
+    ``run_config``, e.g. ``"pretrain.steps"``); a difference is a ConfigError listing each key.
     """
     keep_freed_memory()
     dist.setup_from_env()
@@ -394,11 +526,13 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None) 
     params = [p for p in task.model.parameters() if p.requires_grad]
     opt = task_optimizer(task, cfg, params)
     base_lrs = [g["lr"] for g in opt.param_groups]  # before a checkpoint overwrites them with scheduled ones
-    state, rng_at_stop = _open_run(out, cfg, task, opt, gen, metric, run_config) if out else (RunState(), None)
+    state, rng_at_stop = (_open_run(out, cfg, task, opt, gen, metric, run_config, may_change) if out
+                          else (RunState(), None))
     selecting = bool(cfg.eval_every and cfg.restore_best)
     best_state = None  # the model at the best validation so far (None before the first one)
     if selecting and state.best_epoch and out and (out / "best.pt").exists():
-        best_state = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+        best_state = load_torch(out / "best.pt", weights_only=False,
+                                remedy="the best model so far is lost: start the run again in a new --out")
 
     budget = Budget(cfg, state.seconds)
     stopped = _stop_reason(cfg, state, budget)

@@ -96,7 +96,8 @@ def build_cpg(source, language: str = "java", granularity: str = "method", max_n
     """Code property graph of one method/function (``granularity="method"``) or one file.
 
     Args:
-        source: code as ``str`` (or UTF-8 ``bytes``). Java given as a bare method (no class
+        source: code as ``str`` (or UTF-8 ``bytes``; invalid UTF-8 is a ValueError, see
+            `decode_source`). Java given as a bare method (no class
             around it, as in code-task datasets) is parsed inside a dummy class; spans still
             refer to ``source``.
         language: ``"java"`` or ``"python"``.
@@ -123,13 +124,29 @@ def build_cpg(source, language: str = "java", granularity: str = "method", max_n
             gc.enable()
 
 
+def decode_source(data: bytes, name: str = "source") -> str:
+    """UTF-8 ``data`` as text; invalid UTF-8 is a ValueError naming the byte, line and column.
+
+    Graph spans are byte offsets into the UTF-8 text. Decoding with replacement characters would
+    shift every offset after a bad byte (one bad byte -> a 3-byte U+FFFD), so it is refused instead.
+    """
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(f"{name}: not UTF-8 at byte {e.start} (line {line}, column {col}: byte "
+                         f"0x{data[e.start]:02x}); code property graph spans are byte offsets of UTF-8 text, "
+                         "so convert the file to UTF-8 first (e.g. iconv -f latin1 -t utf-8)") from None
+
+
 def _build(source, language, granularity, max_nodes, normalize_labels):
     if granularity not in GRANULARITIES:
         raise ValueError(f"unknown granularity {granularity!r}; valid: {', '.join(GRANULARITIES)}")
     if max_nodes is not None and max_nodes < 1:
         raise ValueError(f"max_nodes must be >= 1 (or None for no limit), got {max_nodes}")
     spec = get_spec(language)
-    text = source.decode("utf-8", errors="replace") if isinstance(source, (bytes, bytearray)) else source
+    text = decode_source(source) if isinstance(source, (bytes, bytearray)) else source
     raw = text.encode("utf-8")
     offset = 0
     if language == "java" and not _is_java_file(raw):

@@ -209,7 +209,8 @@ def pretrain(cfg: PretrainConfig, out: str | Path, *, resume: bool = False, devi
                f"device {device}, {torch.get_num_threads()} threads")
 
     results = fit(ByteLMTask(model, corpus, cfg, device), cfg.loop_config(str(loop_dir), resume, progress),
-                  run_config={"pretrain": asdict(cfg), "corpus": c})
+                  run_config={"pretrain": asdict(cfg), "corpus": c},
+                  may_change=("pretrain.steps", "pretrain.minutes"))  # the budget, as max_steps / max_minutes
     _write_log(out, cfg, results)
     step, seconds = results["steps"], results["seconds"]
     final, n_windows = results["test"]["heldout_loss"], results["test"]["heldout_windows"]

@@ -6,8 +6,10 @@ Formats (ids are raw: whatever the file uses):
   separated integers.
 - ``selfrec`` (SELFRec sequential): ``user:item item ...``, items in time order.
 - ``table``: one interaction per line, ``user item [rating] [timestamp]``; the separator is one
-  of tab, comma, space(s), ``::`` or ``;``; an optional header line. Ids may be any token
-  without the separator (numeric ids become int64, others str); quoted CSV fields are not supported.
+  of tab, comma, space(s), ``::`` or ``;``; an optional header line (see :func:`_looks_like_header`).
+  Ids may be any UTF-8 token without the separator (integer ids up to 2**53 become int64, others
+  str); quoted CSV fields are not supported. Ratings must be finite numbers (``nan``/``inf`` are
+  malformed lines).
 
 Every reader returns a :class:`RawInteractions`. A bad line raises :class:`MalformedLineError`
 naming ``file:line``, showing the line and the expected format.
@@ -28,7 +30,7 @@ SEPARATORS = {"\t": "tab", ",": "comma", "::": "'::'", ";": "';'", " ": "whitesp
 
 _DIGIT_LO, _DIGIT_HI = ord("0"), ord("9")
 _NUMERIC_BYTES = np.zeros(256, dtype=bool)
-_NUMERIC_BYTES[[ord(c) for c in "0123456789.-+eE \t\r\n"]] = True
+_NUMERIC_BYTES[[ord(c) for c in "0123456789.-+eE \t\r\n\v\f"]] = True
 
 
 @dataclass
@@ -41,6 +43,7 @@ class RawInteractions:
     ratings: np.ndarray | None
     path: str
     format: str
+    header: str | None = None  # the first line, when it was read as column names and skipped
 
     def __len__(self) -> int:
         return len(self.users)
@@ -64,7 +67,8 @@ class _Scan:
 
 def _scan(data: bytes) -> _Scan:
     buf = np.frombuffer(data, dtype=np.uint8)
-    ws = (buf == 32) | (buf == 10) | (buf == 9) | (buf == 13)
+    # The bytes bytes.split() and numpy's parser take as whitespace (\v and \f too), so token counts agree.
+    ws = (buf == 32) | (buf == 10) | (buf == 9) | (buf == 13) | (buf == 11) | (buf == 12)
     prev_ws = np.concatenate(([True], ws[:-1]))
     starts = np.flatnonzero(~ws & prev_ws)
     newlines = np.flatnonzero(buf == 10)
@@ -91,6 +95,13 @@ def _read_bytes(path: str | Path) -> bytes:
         data = Path(path).read_bytes()
     except OSError as e:
         raise FileNotFoundError(f"cannot read {path}: {e.strerror}") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:  # UTF-16/32 text (or a binary file): every other byte is NUL
+        n = data.count(b"\n", 0, nul) + 1
+        utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
+        raise MalformedLineError(path, n, _line_text(data, n), "UTF-8 text",
+                                 ("the file is UTF-16/32 text" if utf16 else f"a NUL byte at byte {nul}")
+                                 + "; interaction files must be UTF-8 (or ASCII) text")
     # A UTF-8 byte-order mark becomes whitespace: offsets and line numbers stay exact.
     return b"   " + data[3:] if data.startswith(b"\xef\xbb\xbf") else data
 
@@ -176,13 +187,41 @@ def sniff_separator(data: bytes, sample_lines: int = 50) -> str:
     return " "
 
 
-def _looks_like_header(first: list[bytes], second: list[bytes] | None) -> bool:
-    """A header names columns: a field that is not a number where the next line has one, or 'user...'."""
-    if first and first[0].strip().lower().startswith((b"user", b"uid", b"u_id", b"reviewer")):
-        return True
-    if second is None:
+# Column names of ratings files in the wild (MovieLens, Amazon, Yelp, Book-Crossing, RecBole .inter).
+_COLUMN_NAMES = frozenset("""
+user user_id userid uid u_id reviewer reviewer_id reviewerid customer customer_id customerid visitorid
+item item_id itemid iid i_id movie movie_id movieid product product_id productid asin isbn book book_id
+bookid business_id track artist_id song
+rating ratings score stars star value weight count label feedback preference
+timestamp time ts date datetime unix_timestamp unixreviewtime unix_review_time event_time
+""".split())
+
+
+def _is_column_name(tok: bytes) -> bool:
+    name = tok.strip().strip(b"\"'").lower().replace(b"-", b"_")
+    name = name.split(b":")[0]  # RecBole .inter: 'user_id:token'
+    return name.decode("ascii", "replace") in _COLUMN_NAMES
+
+
+def _looks_like_header(lines: list[list[bytes]]) -> bool:
+    """Whether the first of the file's first non-empty ``lines`` (split into fields) names columns.
+
+    Yes when every field of it is a known column name (``userId``, ``item_id``, ``rating``, ...); or a
+    rating/timestamp field (3rd or 4th) of it is not a number where the next line has one; or its
+    user/item id fields are not numbers while those of every following sampled line are. A first line
+    of string ids (``user1,item55,5``) is data.
+    """
+    if not lines or not lines[0]:
         return False
-    return any(not _is_number(a) and _is_number(b) for a, b in zip(first, second))
+    first, rest = lines[0], lines[1:]
+    if all(_is_column_name(t) for t in first):
+        return True
+    if not rest:
+        return False
+    if any(not _is_number(a) and _is_number(b) for a, b in list(zip(first, rest[0]))[2:]):
+        return True
+    ids = [c for c in range(min(2, len(first))) if not _is_number(first[c])]
+    return bool(ids) and all(len(ln) > c and _is_number(ln[c]) for ln in rest for c in ids)
 
 
 def _is_number(tok: bytes) -> bool:
@@ -191,6 +230,10 @@ def _is_number(tok: bytes) -> bool:
         return True
     except ValueError:
         return False
+
+
+# Integer ids beyond this do not survive the float64 fast path exactly; they are read as text.
+_MAX_EXACT_ID = 2 ** 53
 
 
 def read_table(path: str | Path, *, sep: str | None = None) -> RawInteractions:
@@ -203,35 +246,41 @@ def read_table(path: str | Path, *, sep: str | None = None) -> RawInteractions:
     sep = sniff_separator(data) if sep is None else sep
     # Replace separators by same-length whitespace so byte offsets and line numbers stay exact.
     body = data if sep == " " else data.replace(sep.encode(), b" " * len(sep))
-    head_end = 0
-    nonempty = _head_lines(body)[:2]
-    if nonempty and _looks_like_header(nonempty[0].split(), nonempty[1].split() if len(nonempty) > 1 else None):
-        head_end = body.index(nonempty[0]) + len(nonempty[0])
+    head_end, header = 0, None
+    sample = [ln.split() for ln in _head_lines(body)[:50]]
+    if _looks_like_header(sample):
+        first = _head_lines(body)[0]
+        head_end = body.index(first) + len(first)
+        header = _line_text(data, data.count(b"\n", 0, head_end) + 1)
         body = b" " * head_end + body[head_end:]
     expected = f"{TABLE_FORMAT} ({SEPARATORS.get(sep, repr(sep))}-separated)"
     scan = _scan(body)
     if not len(scan.starts):
-        return RawInteractions(np.zeros(0, np.int64), np.zeros(0, np.int64), None, str(path), "table")
+        return RawInteractions(np.zeros(0, np.int64), np.zeros(0, np.int64), None, str(path), "table", header)
     lines, counts = np.unique(scan.line, return_counts=True)
     nf = int(counts[0])
     odd = np.flatnonzero((counts != nf) | (counts < 2) | (counts > 4))
     if len(odd):
         n = int(lines[odd[0]])
-        raise MalformedLineError(path, n, _line_text(data, n), expected,
-                                 f"{counts[odd[0]]} fields (first line has {nf})")
+        c = int(counts[odd[0]])
+        fields_ = f"{c} field" + ("s" if c != 1 else "")
+        why = f"{fields_}; every line needs 2 to 4" if c < 2 or c > 4 else f"{fields_} (the first line has {nf})"
+        raise MalformedLineError(path, n, _line_text(data, n), expected, why)
     if _first_bad_byte(scan, _NUMERIC_BYTES) is None:
         try:
             table = np.fromstring(body, dtype=np.float64, sep=" ").reshape(-1, nf)
         except ValueError:  # e.g. '1-2': numeric bytes but not a number; find the line below
             table = None
-        if table is not None:
+        if table is not None and np.abs(table[:, :2]).max() <= _MAX_EXACT_ID:
             ids = table[:, :2]
             frac = np.flatnonzero((ids != np.round(ids)).any(axis=1))
             if len(frac):
                 n = int(lines[frac[0]])
                 raise MalformedLineError(path, n, _line_text(data, n), expected, "user and item ids must be integers")
             ratings = table[:, 2].copy() if nf >= 3 else None
-            return RawInteractions(ids[:, 0].astype(np.int64), ids[:, 1].astype(np.int64), ratings, str(path), "table")
+            _check_finite(ratings, lines, path, data, expected)
+            return RawInteractions(ids[:, 0].astype(np.int64), ids[:, 1].astype(np.int64), ratings, str(path),
+                                   "table", header)
     # Non-numeric ids (or a bad number): split into tokens as bytes, one row per line.
     tokens = np.array(body.split()).reshape(-1, nf)
     ratings = None
@@ -247,16 +296,45 @@ def read_table(path: str | Path, *, sep: str | None = None) -> RawInteractions:
                                          f"{what} {bad!r} is not a number") from None
             if col == 2:
                 ratings = vals
-    users, items = (_as_ids(tokens[:, c]) for c in (0, 1))
-    return RawInteractions(users, items, ratings, str(path), "table")
+                _check_finite(ratings, lines, path, data, expected)
+    users, items = (_as_ids(tokens[:, c], lines, path, data, expected) for c in (0, 1))
+    return RawInteractions(users, items, ratings, str(path), "table", header)
 
 
-def _as_ids(col: np.ndarray) -> np.ndarray:
-    """Byte tokens ``[n]`` -> int64 ids when all are integers, else str ids."""
+def _check_finite(ratings, lines, path, data, expected) -> None:
+    """A NaN or infinite rating would pass or fail any threshold silently: it is a malformed line."""
+    if ratings is None:
+        return
+    bad = np.flatnonzero(~np.isfinite(ratings))
+    if len(bad):
+        n = int(lines[bad[0]])
+        raise MalformedLineError(path, n, _line_text(data, n), expected,
+                                 f"rating {ratings[bad[0]]!r} is not a finite number")
+
+
+def _as_ids(col: np.ndarray, lines, path, data, expected) -> np.ndarray:
+    """Byte tokens ``[n]`` -> int64 ids when all are integers up to 2**53, else str ids (UTF-8)."""
     try:
-        return col.astype(np.int64)
-    except ValueError:
-        return col.astype(str)
+        ids = col.astype(np.int64)
+        if np.abs(ids).max(initial=0) <= _MAX_EXACT_ID:
+            return ids
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return np.char.decode(col, "utf-8")
+    except UnicodeDecodeError:
+        row = next(i for i, t in enumerate(col) if not _is_utf8(t))  # error path only
+        n = int(lines[row])
+        raise MalformedLineError(path, n, _line_text(data, n), expected,
+                                 "the id is not UTF-8 text; convert the file to UTF-8") from None
+
+
+def _is_utf8(tok: bytes) -> bool:
+    try:
+        tok.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def sniff_format(data: bytes) -> str:

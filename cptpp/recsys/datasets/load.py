@@ -3,8 +3,10 @@
 Pipeline (same order for every source):
 
 1. read the raw files (mirror, cache or download for named sets; see :mod:`cptpp.download`);
-2. explicit ratings -> implicit: keep ``rating >= rating_threshold``. Default: the dataset's own
-   (4 for the MovieLens rating sets, as CPTPP does), none for user files; 0 keeps all;
+2. explicit ratings -> implicit: keep ``rating >= rating_threshold``. Default (None): 4 for every
+   file with a rating column (the MovieLens sets, as CPTPP does, and user files alike; a note says
+   so); ``"all"`` keeps every rating, negative ones included; a number on a file without ratings
+   is an error. ``Interactions.rating_threshold`` records the one applied;
 3. repeated (user, item) pairs are kept once; with a published split, a test (or valid) pair
    that is also in train is dropped from test (it would be masked at evaluation anyway);
 4. ``kcore=k``: iteratively drop users / items with < k interactions. Without a published
@@ -28,6 +30,7 @@ from cptpp.config import ConfigError
 from cptpp.download import Resolved, locate, resolve_files
 from cptpp.recsys.datasets import splits as S
 from cptpp.recsys.datasets.catalog import DATASETS, DatasetSpec
+from cptpp.recsys.config import DEFAULT_RATING_THRESHOLD, check_rating_threshold
 from cptpp.recsys.datasets.formats import RawInteractions, read_interactions
 from cptpp.recsys.interactions import Interactions
 
@@ -41,7 +44,7 @@ class LoadOptions:
     seed: int = 0
     valid_ratio: float = 0.1
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    rating_threshold: float | None = None
+    rating_threshold: float | str | None = None
     kcore: int = 0
     progress: bool = True
 
@@ -57,8 +60,7 @@ class LoadOptions:
         self.split_ratios = r
         if not isinstance(self.kcore, (int, np.integer)) or self.kcore < 0:
             raise ConfigError(f"kcore={self.kcore!r} must be an int >= 0 (0 or 1 = no filtering)")
-        if self.rating_threshold is not None and self.rating_threshold < 0:
-            raise ConfigError(f"rating_threshold={self.rating_threshold!r} must be >= 0 (0 keeps every rating)")
+        check_rating_threshold(self.rating_threshold)
 
 
 @dataclass
@@ -77,7 +79,7 @@ def list_datasets() -> list[str]:
 
 
 def load_dataset(name_or_path: str, *, seed: int = 0, valid_ratio: float = 0.1,
-                 split_ratios=(0.8, 0.1, 0.1), rating_threshold: float | None = None,
+                 split_ratios=(0.8, 0.1, 0.1), rating_threshold: float | str | None = None,
                  kcore: int = 0, progress: bool = True) -> Interactions:
     """Load a registered dataset (see :func:`list_datasets`) or a user's data as train/valid/test.
 
@@ -140,11 +142,11 @@ def load_spec(spec: DatasetSpec, opts: LoadOptions | None = None) -> _Loaded:
     raws = [read_interactions(res.paths[f.name], spec.format, sep=spec.sep) for f in spec.files]
     _check_expected(spec, raws, res)
     notes = [f"{spec.name}: {spec.description}; read from {res.source} {res.folder}"]
+    default = spec.default_rating_threshold or DEFAULT_RATING_THRESHOLD
     if spec.published_split:
-        data = _from_published(spec.name, raws[0], None, raws[1], opts, notes)
+        data = _from_published(spec.name, raws[0], None, raws[1], opts, notes, default)
     else:
-        threshold = spec.default_rating_threshold if opts.rating_threshold is None else opts.rating_threshold
-        data = _from_single(spec.name, raws[0], opts, notes, threshold)
+        data = _from_single(spec.name, raws[0], opts, notes, default)
     return _Loaded(data, res.source, str(res.folder), spec.format, spec.published_split)
 
 
@@ -164,8 +166,8 @@ def _check_expected(spec: DatasetSpec, raws: list[RawInteractions], res: Resolve
 
 def _load_file(path: Path, opts: LoadOptions) -> _Loaded:
     raw = read_interactions(path)
-    notes = [f"{path.name}: user file read as {raw.format}"]
-    data = _from_single(path.stem, raw, opts, notes, opts.rating_threshold)
+    notes = [f"{path.name}: user file read as {raw.format}"] + _header_notes([raw])
+    data = _from_single(path.stem, raw, opts, notes, DEFAULT_RATING_THRESHOLD)
     return _Loaded(data, "path", str(path), raw.format, False)
 
 
@@ -191,7 +193,9 @@ def _load_folder(folder: Path, opts: LoadOptions) -> _Loaded:
     raws = {k: read_interactions(p) for k, p in files.items()}
     fmts = sorted({r.format for r in raws.values()})
     notes = [f"{folder.name}: user folder, " + ", ".join(f"{k} read as {r.format}" for k, r in raws.items())]
-    data = _from_published(folder.name, raws["train"], raws.get("valid"), raws["test"], opts, notes)
+    notes += _header_notes(list(raws.values()))
+    data = _from_published(folder.name, raws["train"], raws.get("valid"), raws["test"], opts, notes,
+                           DEFAULT_RATING_THRESHOLD)
     return _Loaded(data, "path", str(folder), "+".join(fmts), True)
 
 
@@ -199,14 +203,39 @@ def _load_folder(folder: Path, opts: LoadOptions) -> _Loaded:
 # raw -> Interactions
 
 
-def _apply_threshold(raw: RawInteractions, threshold: float | None, name: str) -> RawInteractions:
-    if threshold is None or (threshold == 0 and raw.ratings is None):
+def _header_notes(raws: list[RawInteractions]) -> list[str]:
+    return [f"{Path(r.path).name}: first line {r.header!r} read as column names (a header), not as data"
+            for r in raws if r.header is not None]
+
+
+def _resolve_threshold(raws: list[RawInteractions], requested, default: float, name: str,
+                       notes: list[str]) -> float | str | None:
+    """The threshold to apply (None: the files have no ratings), with a note saying what it does."""
+    rated = [r for r in raws if r.ratings is not None]
+    if not rated:
+        if requested not in (None, "all"):
+            raise ConfigError(f"rating_threshold={requested} but {name} ({raws[0].path}) has no rating column; "
+                              "leave rating_threshold unset")
+        return None
+    n = sum(len(r) for r in rated)
+    lo = min(float(r.ratings.min()) for r in rated if len(r)) if n else 0.0
+    hi = max(float(r.ratings.max()) for r in rated if len(r)) if n else 0.0
+    if requested == "all":
+        notes.append(f"rating threshold 'all': every one of {n:,} ratings (from {lo:g} to {hi:g}) is a positive "
+                     "interaction")
+        return "all"
+    if requested is None:
+        notes.append(f"explicit ratings (from {lo:g} to {hi:g}): only rating >= {default:g} counts as a positive "
+                     "interaction (the default; set --rating-threshold X, or 'all' to keep every rating)")
+        return float(default)
+    return float(requested)
+
+
+def _apply_threshold(raw: RawInteractions, threshold: float | str | None) -> RawInteractions:
+    if threshold in (None, "all") or raw.ratings is None:
         return raw
-    if raw.ratings is None:
-        raise ConfigError(f"rating_threshold={threshold} but {name} ({raw.path}) has no rating column; "
-                          "use rating_threshold=None or 0")
     keep = raw.ratings >= threshold
-    return RawInteractions(raw.users[keep], raw.items[keep], raw.ratings[keep], raw.path, raw.format)
+    return RawInteractions(raw.users[keep], raw.items[keep], raw.ratings[keep], raw.path, raw.format, raw.header)
 
 
 def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -238,10 +267,11 @@ def _encode(raws: list[RawInteractions]):
 
 
 def _from_single(name: str, raw: RawInteractions, opts: LoadOptions, notes: list[str],
-                 threshold: float | None) -> Interactions:
+                 default_threshold: float) -> Interactions:
     n_read = len(raw)
-    raw = _apply_threshold(raw, threshold, name)
-    if threshold is not None and raw.ratings is not None:
+    threshold = _resolve_threshold([raw], opts.rating_threshold, default_threshold, name, notes)
+    raw = _apply_threshold(raw, threshold)
+    if threshold not in (None, "all"):
         notes.append(f"implicit feedback: kept {len(raw):,} of {n_read:,} ratings with rating >= {threshold:g}")
     (pairs,), users, items = _encode([raw])
     uniq = S.unique_pairs(pairs)
@@ -255,16 +285,17 @@ def _from_single(name: str, raw: RawInteractions, opts: LoadOptions, notes: list
     notes.append(f"random per-user split {'/'.join(f'{r:g}' for r in opts.split_ratios)} "
                  f"(train/valid/test, rounded half up, train keeps >= 1), seed {opts.seed}")
     (train, valid, test), ku, ki = S.compact(train, valid, test, num_users=len(users), num_items=len(items))
-    return Interactions(name, len(ku), len(ki), train, valid, test, users[ku], items[ki], notes)
+    return Interactions(name, len(ku), len(ki), train, valid, test, users[ku], items[ki], notes, threshold)
 
 
 def _from_published(name: str, train_raw: RawInteractions, valid_raw: RawInteractions | None,
-                    test_raw: RawInteractions, opts: LoadOptions, notes: list[str]) -> Interactions:
+                    test_raw: RawInteractions, opts: LoadOptions, notes: list[str],
+                    default_threshold: float) -> Interactions:
     raws = [r for r in (train_raw, valid_raw, test_raw) if r is not None]
-    if opts.rating_threshold is not None:
-        if any(r.ratings is not None for r in raws):
-            notes.append(f"implicit feedback: kept ratings >= {opts.rating_threshold:g}")
-        raws = [_apply_threshold(r, opts.rating_threshold, name) for r in raws]
+    threshold = _resolve_threshold(raws, opts.rating_threshold, default_threshold, name, notes)
+    if threshold not in (None, "all"):
+        notes.append(f"implicit feedback: kept ratings >= {threshold:g}")
+    raws = [_apply_threshold(r, threshold) for r in raws]
     pairs, users, items = _encode(raws)
     train = S.unique_pairs(pairs[0])
     valid = S.unique_pairs(pairs[1]) if valid_raw is not None else None
@@ -315,4 +346,4 @@ def _from_published(name: str, train_raw: RawInteractions, valid_raw: RawInterac
     if len(test_only):
         notes.append(f"{len(test_only):,} items occur only in test; they have ids (num_items counts them) "
                      "but no training interactions")
-    return Interactions(name, len(ku), len(ki), train, valid, test, users[ku], items[ki], notes)
+    return Interactions(name, len(ku), len(ki), train, valid, test, users[ku], items[ki], notes, threshold)
