@@ -110,16 +110,16 @@ def main(argv=None) -> int:
         for seed in seeds:
             run_dir = cache / name / protocol / f"seed{seed}"
             cell = {"run_dir": run_dir, "seed": seed, "command": command, "cache": cache, "out": Path(args.out)}
-            row("LightGCN", partial(RecTask, data, RecConfig(model="lightgcn", ks=[5, 20])),
+            row("LightGCN", partial(RecTask, data, RecConfig(recommender="lightgcn", ks=[5, 20])),
                 args.epochs, args.patience, **cell)
             for obj in args.objectives.split(","):
-                joint_cfg = RecConfig(model=obj, ks=[5, 20], **joint_overrides.get(obj, {}))
+                joint_cfg = RecConfig(recommender=obj, ks=[5, 20], **joint_overrides.get(obj, {}))
                 row(f"{obj.upper()} (joint, λ={joint_cfg.cl_weight:g})", partial(RecTask, data, joint_cfg),
                     args.epochs, args.patience, **cell)
                 pre_dir = run_dir / f"pretrain-{obj}"
                 if not (pre_dir / "encoder.pt").exists():
                     seed_everything(seed)
-                    pre = RecTask(data, RecConfig(model=obj, mode="pretrain", ks=[5, 20]))
+                    pre = RecTask(data, RecConfig(recommender=obj, mode="pretrain", ks=[5, 20]))
                     pre_res = run_one(pre, args.pretrain_epochs, seed, patience=0)
                     save_pretrained(pre.model, pre_dir)
                     write_json(pre_dir / "config.json", {"model": obj, "mode": "pretrain", "seed": seed, **pre_res})

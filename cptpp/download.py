@@ -178,7 +178,7 @@ def download_url(url: str, dest: str | Path, *, sha256: str | None = None, progr
     with response:
         total = response.headers.get("Content-Length")
         with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=f"download {dest.name}", disable=not progress, leave=False) as bar:
+                  desc=f"download {dest.name}", disable=None if progress else True, leave=False) as bar:
             return _write_verified(dest, lambda f: _copy_hashing(response, f, bar.update), sha256,
                                    f"{dest.name} downloaded from {url}", hint)
 

@@ -52,7 +52,7 @@ def _dense_layers(task, x, layers, noise_eps=None):
 
 
 def test_lightgcn_loss_matches_dense(tiny_data):
-    task = RecTask(tiny_data, RecConfig(model="lightgcn", layers=2, batch_size=64))
+    task = RecTask(tiny_data, RecConfig(recommender="lightgcn", layers=2, batch_size=64))
     users, pos, neg = _batch(task)
     m = task.model
     ego = torch.cat([m.user, m.item]).detach()
@@ -63,7 +63,7 @@ def test_lightgcn_loss_matches_dense(tiny_data):
 
 
 def test_xsimgcl_matches_dense_with_same_noise(tiny_data):
-    cfg = RecConfig(model="xsimgcl", layers=2, cl_layer=1, eps=0.2, tau=0.15, cl_weight=0.2, batch_size=64)
+    cfg = RecConfig(recommender="xsimgcl", layers=2, cl_layer=1, eps=0.2, tau=0.15, cl_weight=0.2, batch_size=64)
     task = RecTask(tiny_data, cfg)
     batch = _batch(task)
     users, pos, neg = batch
@@ -85,7 +85,7 @@ def test_xsimgcl_matches_dense_with_same_noise(tiny_data):
 def test_zero_perturbation_views_equal_clean_embeddings(tiny_data, model):
     # With no dropout / no noise both views are the clean encoder output, so the CL term is
     # InfoNCE of the clean embeddings with themselves.
-    cfg = RecConfig(model=model, layers=2, drop_ratio=0.0, eps=0.0, tau=0.2, batch_size=64)
+    cfg = RecConfig(recommender=model, layers=2, drop_ratio=0.0, eps=0.0, tau=0.2, batch_size=64)
     task = RecTask(tiny_data, cfg)
     gen = torch.Generator().manual_seed(0)
     batch = next(iter(task.batches(1, gen)))
@@ -98,7 +98,7 @@ def test_zero_perturbation_views_equal_clean_embeddings(tiny_data, model):
 
 
 def test_sgl_views_differ_from_clean_graph_with_dropout(tiny_data):
-    task = RecTask(tiny_data, RecConfig(model="sgl", layers=2, drop_ratio=0.5, batch_size=64))
+    task = RecTask(tiny_data, RecConfig(recommender="sgl", layers=2, drop_ratio=0.5, batch_size=64))
     task.batches(1, torch.Generator().manual_seed(0))
     v1, v2 = task.objective.views
     assert v1.nnz < task.graph.nnz and v2.nnz < task.graph.nnz
@@ -109,7 +109,7 @@ def test_sgl_views_differ_from_clean_graph_with_dropout(tiny_data):
 
 
 def test_pretrain_mode_is_contrastive_only(tiny_data):
-    task = RecTask(tiny_data, RecConfig(model="simgcl", mode="pretrain", layers=2, batch_size=64))
+    task = RecTask(tiny_data, RecConfig(recommender="simgcl", mode="pretrain", layers=2, batch_size=64))
     batch = _batch(task)
     torch.manual_seed(1)
     loss = task.loss(batch)
@@ -119,8 +119,8 @@ def test_pretrain_mode_is_contrastive_only(tiny_data):
 
 def test_config_errors_name_valid_choices():
     with pytest.raises(ConfigError, match="lightgcn"):
-        RecConfig(model="lightgnc")
+        RecConfig(recommender="lightgnc")
     with pytest.raises(ConfigError, match="pretrain needs a contrastive"):
-        RecConfig(model="lightgcn", mode="pretrain")
+        RecConfig(recommender="lightgcn", mode="pretrain")
     with pytest.raises(ConfigError, match="cl_layer"):
-        RecConfig(model="xsimgcl", layers=2, cl_layer=3)
+        RecConfig(recommender="xsimgcl", layers=2, cl_layer=3)

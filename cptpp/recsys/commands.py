@@ -11,32 +11,46 @@ from cptpp.recsys.config import MODELS, DataConfig, PromptTuneConfig, RecConfig,
 CONFIG_CLASSES = (DataConfig, RecConfig, RecTrainConfig)
 
 
+CONFIG_HELP = "JSON file of flat key: value pairs (keys are the option names with _); options given here override it"
+PRETRAIN_RECOMMENDERS = ("sgl", "simgcl", "xsimgcl")
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train a recommender and report validation/test ranking metrics",
-                       description=f"Train a recommender. --model is one of: {', '.join(MODELS)}. "
-                                   "Every hyperparameter below can also come from --config FILE (JSON, flat keys).")
-    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
-    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="training epochs (default 20)")
-    add_dataclass_options(p, *CONFIG_CLASSES, skip=("epochs",))
+                       description=f"Train a recommender ({', '.join(MODELS)}) on a dataset and report Recall, "
+                                   "NDCG, Precision, HitRate and MRR at --ks on validation (best epoch) and test "
+                                   "(once, at that epoch). The run folder --out holds config.json, metrics.jsonl, "
+                                   "checkpoints and results.json; --resume continues it. Every option can also "
+                                   "come from --config FILE.")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    add_dataclass_options(p, *CONFIG_CLASSES)
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("pretrain", help="CPTPP stage 1: contrastive pre-training only; saves a reusable encoder",
                        description="Pre-train a LightGCN encoder with a contrastive objective alone "
-                                   "(no recommendation loss) and save it to --out for `cptpp prompt-tune`.")
-    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
-    p.add_argument("--objective", required=True, choices=("sgl", "simgcl", "xsimgcl"))
-    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="pre-training epochs (default 10)")
-    add_dataclass_options(p, *CONFIG_CLASSES, skip=("epochs", "model", "mode"))
+                                   "(no recommendation loss) and save it to OUT/encoder.pt for `cptpp prompt-tune "
+                                   "--pretrained OUT`. The saved encoder is the one of the epoch with the best "
+                                   "validation metric (--save best, the default) or of the last epoch "
+                                   "(--save last); results.json's best_epoch says which epoch that was.")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--recommender", required=True, choices=PRETRAIN_RECOMMENDERS,
+                   help="contrastive objective over the LightGCN encoder (required)")
+    p.add_argument("--save", choices=("best", "last"), default="best",
+                   help="which epoch's encoder to save (and test): best = highest validation metric, "
+                        "last = the final epoch (default: best)")
+    add_dataclass_options(p, *CONFIG_CLASSES, skip=("recommender", "mode", "restore_best"),
+                          defaults={"epochs": "10 (the reference code's pre-training length)"})
     p.set_defaults(func=run_pretrain)
 
     p = sub.add_parser("prompt-tune", help="CPTPP stage 2: personalized prompts on a frozen pre-trained encoder",
                        description="Generate user prompts from profiles (historical, factorization, high_order), "
-                                   "fuse them with the pre-trained user embeddings and train with BPR.")
-    p.add_argument("--pretrained", required=True, help="directory written by `cptpp pretrain`")
-    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
-    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="training epochs (default 20)")
-    p.add_argument("--device", default="auto")
-    add_dataclass_options(p, PromptTuneConfig, RecTrainConfig, skip=("epochs",))
+                                   "fuse them with the pre-trained user embeddings and train with BPR. The data and "
+                                   "its split are the pre-training run's (its config.json).")
+    p.add_argument("--pretrained", required=True, metavar="DIR", help="run folder written by `cptpp pretrain` (required)")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--device", default="auto", help=DataConfig.__dataclass_fields__["device"].metadata["help"]
+                   + " (default: auto)")
+    add_dataclass_options(p, PromptTuneConfig, RecTrainConfig)
     p.set_defaults(func=run_prompt_tune)
 
 
@@ -44,10 +58,10 @@ def load_data(cfg: DataConfig, progress: bool = True):
     from cptpp.recsys.datasets import load_dataset
 
     return load_dataset(cfg.dataset, seed=cfg.data_seed, valid_ratio=cfg.valid_ratio,
-                        rating_threshold=cfg.rating_threshold, kcore=cfg.kcore, progress=progress)
+                        rating_threshold=cfg.rating_threshold, kcore=cfg.kcore, progress=progress is not False)
 
 
-def _cli_values(args, drop=("func", "command", "config", "objective", "pretrained", "device")) -> dict:
+def _cli_values(args, drop=("func", "command", "config", "save", "pretrained", "device")) -> dict:
     return {k: v for k, v in vars(args).items() if k not in drop}
 
 
@@ -61,12 +75,12 @@ def _train_recommender(args, forced: dict) -> tuple:
     from cptpp.train import fit, resolve_device, seed_everything
 
     file_values = load_json_config(args.config) if args.config else {}
-    cli = _cli_values(args, drop=("func", "command", "config", "objective"))
+    cli = _cli_values(args, drop=("func", "command", "config", "save"))
     cli.update(forced)
     data_cfg, rec_cfg, train_cfg = build_configs(CONFIG_CLASSES, file_values, cli,
                                                  source=args.config or "command line")
     if train_cfg.out is None:
-        train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.model, rec_cfg.mode)
+        train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.recommender, rec_cfg.mode)
     device = resolve_device(data_cfg.device)
     t0 = time.perf_counter()
     data = load_data(data_cfg, progress=train_cfg.progress)
@@ -75,7 +89,7 @@ def _train_recommender(args, forced: dict) -> tuple:
           f"{s['train']}/{s['valid']}/{s['test']} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     seed_everything(train_cfg.seed)  # model initialization is part of the run's seed
     task = RecTask(data, rec_cfg, device)
-    print(f"{rec_cfg.model} ({rec_cfg.mode}): {count_parameters(task.model).trainable:,} trainable parameters, "
+    print(f"{rec_cfg.recommender} ({rec_cfg.mode}): {count_parameters(task.model).trainable:,} trainable parameters, "
           f"device {device}, run dir {train_cfg.out}", file=sys.stderr)
     results = fit(task, train_cfg, run_config={
         "data": asdict(data_cfg), "model": asdict(rec_cfg), "dataset_stats": s})
@@ -91,12 +105,13 @@ def run_train(args) -> int:
 def run_pretrain(args) -> int:
     from cptpp.recsys.prompt_tuning import save_pretrained
 
-    forced = {"model": args.objective, "mode": "pretrain"}
-    if args.epochs is None:
+    forced = {"recommender": args.recommender, "mode": "pretrain", "restore_best": args.save == "best"}
+    if args.epochs is None and "epochs" not in (load_json_config(args.config) if args.config else {}):
         forced["epochs"] = 10  # the reference code's pre-training length
-    _, task, train_cfg = _train_recommender(args, forced)
+    results, task, train_cfg = _train_recommender(args, forced)
     path = save_pretrained(task.model, train_cfg.out)
-    print(f"pre-trained encoder saved to {path}")
+    epoch = results["best_epoch"] if args.save == "best" else results["epochs_run"]
+    print(f"pre-trained encoder of epoch {epoch} ({args.save}) saved to {path}")
     return 0
 
 
@@ -111,15 +126,15 @@ def run_prompt_tune(args) -> int:
                                         source=args.config or "command line")
     data_cfg = DataConfig(**{**pre_cfg["data"], "device": args.device})
     if train_cfg.out is None:
-        train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.mode)
+        train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.recipe)
     device = resolve_device(args.device)
     data = load_data(data_cfg, progress=train_cfg.progress)
     seed_everything(train_cfg.seed)
     task = PromptTuningTask(encoder, data, tune_cfg, device)
-    print(f"CPTPP-{tune_cfg.prompt} ({tune_cfg.mode}, tune={tune_cfg.tune}): "
+    print(f"CPTPP-{tune_cfg.prompt} ({tune_cfg.recipe}, tune={tune_cfg.tune}): "
           f"{count_parameters(task.model).trainable:,} trainable parameters, run dir {train_cfg.out}", file=sys.stderr)
-    if tune_cfg.mode == "official-code":
-        print("mode=official-code: prompt layers stay untrained and the best epoch is chosen on TEST, "
+    if tune_cfg.recipe == "official-code":
+        print("recipe=official-code: prompt layers stay untrained and the best epoch is chosen on TEST, "
               "as in the reference implementation; do not report these as validated results", file=sys.stderr)
     results = fit(task, train_cfg, run_config={"data": asdict(data_cfg), "prompt_tuning": asdict(tune_cfg),
                                                "pretrained": str(args.pretrained),
