@@ -9,7 +9,7 @@ ifeq ($(origin CPTPP_DATA_MIRROR), undefined)
     export CPTPP_DATA_MIRROR := $(abspath ../shared/data)
   endif
 endif
-RUN_ARGS ?= --dataset ml-100k --model lightgcn --epochs 20
+RUN_ARGS ?= --dataset ml-100k --recommender lightgcn --epochs 20
 PYTEST_ARGS ?=
 
 .PHONY: run test venv venv-dev bench clean

@@ -11,6 +11,7 @@ import importlib
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from cptpp.config import ConfigError
 
@@ -80,18 +81,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options renamed so that one spelling has one meaning; an old spelling gets a pointer, not an alias.
+RENAMED = {("train", "--model"): "--recommender", ("pretrain", "--model"): "--recommender",
+           ("pretrain", "--objective"): "--recommender", ("prompt-tune", "--mode"): "--recipe",
+           ("cpg", "--method"): "--function", ("data info", "--seed"): "--data-seed"}
+
+
+def _command_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The (sub)parser of the command that was given, e.g. ``data info``'s."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, sub.dest, None) if sub else None
+        if not name or name not in sub.choices:
+            return parser
+        parser = sub.choices[name]
+
+
 def _unknown_options(parser: argparse.ArgumentParser, args, extra: list[str]) -> None:
     """Exit with the unknown options, close matches, and every valid option of the command."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    cmd = sub.choices.get(getattr(args, "command", None) or "", parser)
+    cmd = _command_parser(parser, args)
     valid = sorted(o for a in cmd._actions for o in a.option_strings if o.startswith("--"))
     lines = [f"{cmd.prog}: error: unrecognized arguments: {' '.join(extra)}"]
     for opt in (e.split("=")[0] for e in extra if e.startswith("-")):
-        close = difflib.get_close_matches(opt, valid, n=3)
+        renamed = RENAMED.get((cmd.prog.removeprefix("cptpp "), opt))
+        close = [renamed] if renamed else difflib.get_close_matches(opt, valid, n=3)
         if close:
             lines.append(f"  {opt}: did you mean {' or '.join(close)}?")
     lines.append(f"valid options: {' '.join(valid)}")
     cmd.exit(2, "\n".join(lines) + "\n")
+
+
+def _check_out(out: str) -> None:
+    """Fail before any work when ``--out`` cannot become a run folder (a file, under a file, not writable)."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {out}: this is a file, and --out names a run folder; choose another --out")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: no permission to write in {parent}; choose a folder you can write to")
 
 
 def _missing_extra(e: ImportError) -> str | None:
@@ -125,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    where = f"cptpp {args.command}"
+    where = _command_parser(parser, args).prog
     try:
+        if getattr(args, "out", None):
+            _check_out(args.out)
         rc = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows up here, inside the handler below
         return rc

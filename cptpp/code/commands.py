@@ -146,6 +146,7 @@ def run_code_tune(args) -> int:
     if args.method != "transducer" and given:
         raise ConfigError(f"{', '.join(given)}: only for --method transducer (got --method {args.method})")
     out = args.out or f"runs/code-tune-{args.task}-{args.method}" + time.strftime("-%Y%m%d-%H%M%S")
+    args.out = out  # so that an interrupted run can name the folder to --resume
     train_cfg = TrainConfig(epochs=args.epochs, lr=args.lr, optimizer="adamw", patience=args.patience,
                             seed=args.seed, out=out, resume=args.resume, progress=args.progress)
     task_cfg = CodeTaskConfig(task=args.task, max_source_tokens=args.max_source, max_target_tokens=args.max_target,

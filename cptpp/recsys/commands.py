@@ -81,6 +81,7 @@ def _train_recommender(args, forced: dict) -> tuple:
                                                  source=args.config or "command line")
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.recommender, rec_cfg.mode)
+    args.out = train_cfg.out  # so that an interrupted run can name the folder to --resume
     device = resolve_device(data_cfg.device)
     t0 = time.perf_counter()
     data = load_data(data_cfg, progress=train_cfg.progress)
@@ -127,6 +128,7 @@ def run_prompt_tune(args) -> int:
     data_cfg = DataConfig(**{**pre_cfg["data"], "device": args.device})
     if train_cfg.out is None:
         train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.recipe)
+    args.out = train_cfg.out  # so that an interrupted run can name the folder to --resume
     device = resolve_device(args.device)
     data = load_data(data_cfg, progress=train_cfg.progress)
     seed_everything(train_cfg.seed)
