@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cptpp.config import ConfigError
+from cptpp.config import ConfigError, config_file_defaults
 
 DESCRIPTION = """\
 cptpp: graph recommenders, code property graphs and parameter-efficient tuning (PEFT) of language
@@ -97,6 +97,15 @@ def _command_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentP
         parser = sub.choices[name]
 
 
+def _all_parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every subcommand's parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _all_parsers(sub)
+
+
 def _unknown_options(parser: argparse.ArgumentParser, args, extra: list[str]) -> None:
     """Exit with the unknown options, close matches, and every valid option of the command."""
     cmd = _command_parser(parser, args)
@@ -150,7 +159,23 @@ def _resume_hint(args, argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    # First pass without required options, which a --config file may supply.
+    relaxed = [a for p in _all_parsers(parser) if getattr(p, "config_file_defaults", False)
+               for a in p._actions if a.required]
+    for a in relaxed:
+        a.required = False
     args, extra = parser.parse_known_args(argv)
+    for a in relaxed:
+        a.required = True
+    cmd = _command_parser(parser, args)
+    if getattr(cmd, "config_file_defaults", False):
+        if getattr(args, "config", None):
+            try:
+                config_file_defaults(cmd, args.config)
+            except ConfigError as e:
+                print(f"{cmd.prog}: error: {e}", file=sys.stderr)
+                return 2
+        args, extra = parser.parse_known_args(argv)
     if extra:
         _unknown_options(parser, args, extra)
     if not getattr(args, "func", None):

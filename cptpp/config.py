@@ -165,6 +165,25 @@ def add_dataclass_options(parser, *classes, skip: tuple[str, ...] = (), defaults
             parser.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=helptext)
 
 
+def config_file_defaults(parser, path: str | Path) -> None:
+    """Make the JSON object in ``path`` the defaults of ``parser``'s options (a command whose options are
+    written by hand rather than read from a dataclass): keys are option names with ``_``, options given
+    on the command line still win. An unknown key or a value outside an option's choices is an error."""
+    values = load_json_config(path)
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    unknown = sorted(set(values) - set(actions))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(actions))}")
+    for key, value in values.items():
+        action = actions[key]
+        if isinstance(value, list):
+            value = values[key] = ",".join(map(str, value))
+        if action.choices is not None and value not in action.choices:
+            raise ConfigError(f"{path}:{key}={value!r} is not valid; choose one of: {', '.join(action.choices)}")
+        action.required = False  # given by the file
+    parser.set_defaults(**values)
+
+
 def build_configs(classes, file_values: dict[str, Any], cli_values: dict[str, Any], *, source: str):
     """Merge a config file's flat keys with CLI overrides and build one instance per class.
 

@@ -97,6 +97,8 @@ def _add_code_tune(subparsers) -> None:
                    help="run folder (default: runs/code-tune-TASK-METHOD-TIME)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON object of these options (keys with _, e.g. max_source); options given here win")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar per epoch (--no-progress: no bar and no per-epoch lines) "
                         "(default: a bar on a terminal; one line per epoch when stderr is redirected)")
@@ -131,6 +133,7 @@ def _add_code_tune(subparsers) -> None:
                    help="seed of the data samples, the adapter's initialization and training")
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=run_code_tune)
+    p.config_file_defaults = True  # --config FILE sets the defaults of the options above (cptpp.cli)
 
 
 def run_code_tune(args) -> int:

@@ -49,7 +49,10 @@ def add_commands(subparsers) -> None:
                    help="run folder: search.json, study.db, trials.jsonl, best.json and per-trial runs (required)")
     p.add_argument("--resume", action="store_true",
                    help="continue the search in --out (same options; finished trials are kept)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON object of these options (keys with _, e.g. max_len); options given here win")
     p.set_defaults(func=run_search)
+    p.config_file_defaults = True  # --config FILE sets the defaults of the options above (cptpp.cli)
 
     from cptpp.config import add_dataclass_options
     from cptpp.peft.mamba.pretrain_config import PretrainConfig

@@ -33,8 +33,8 @@ def add_commands(sub) -> None:
                                    "validation metric (--save best, the default) or of the last epoch "
                                    "(--save last); results.json's best_epoch says which epoch that was.")
     p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
-    p.add_argument("--recommender", required=True, choices=PRETRAIN_RECOMMENDERS,
-                   help="contrastive objective over the LightGCN encoder (required)")
+    p.add_argument("--recommender", choices=PRETRAIN_RECOMMENDERS,
+                   help="contrastive objective over the LightGCN encoder (required, here or in --config)")
     p.add_argument("--save", choices=("best", "last"), default="best",
                    help="which epoch's encoder to save (and test): best = highest validation metric, "
                         "last = the final epoch (default: best)")
@@ -106,8 +106,15 @@ def run_train(args) -> int:
 def run_pretrain(args) -> int:
     from cptpp.recsys.prompt_tuning import save_pretrained
 
-    forced = {"recommender": args.recommender, "mode": "pretrain", "restore_best": args.save == "best"}
-    if args.epochs is None and "epochs" not in (load_json_config(args.config) if args.config else {}):
+    from cptpp.config import ConfigError, check_choice
+
+    file_values = load_json_config(args.config) if args.config else {}
+    recommender = args.recommender or file_values.get("recommender")
+    if recommender is None:
+        raise ConfigError(f"pretrain needs --recommender, one of: {', '.join(PRETRAIN_RECOMMENDERS)}")
+    check_choice("recommender", recommender, PRETRAIN_RECOMMENDERS)
+    forced = {"recommender": recommender, "mode": "pretrain", "restore_best": args.save == "best"}
+    if args.epochs is None and "epochs" not in file_values:
         forced["epochs"] = 10  # the reference code's pre-training length
     results, task, train_cfg = _train_recommender(args, forced)
     path = save_pretrained(task.model, train_cfg.out)
