@@ -11,6 +11,7 @@ import importlib
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 from cptpp.config import ConfigError, config_file_defaults
@@ -130,8 +131,11 @@ def _check_out(out: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: no permission to write in {parent}; choose a folder you can write to")
+    try:  # os.access is not enough: root is refused by read-only and special file systems
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".cptpp-probe-"))
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create folders in {parent} ({(e.strerror or str(e)).lower()}); "
+                          "choose a folder you can write to") from None
 
 
 def _missing_extra(e: ImportError) -> str | None:
