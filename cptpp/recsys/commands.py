@@ -46,7 +46,8 @@ def add_commands(sub) -> None:
                        description="Generate user prompts from profiles (historical, factorization, high_order), "
                                    "fuse them with the pre-trained user embeddings and train with BPR. The data and "
                                    "its split are the pre-training run's (its config.json).")
-    p.add_argument("--pretrained", required=True, metavar="DIR", help="run folder written by `cptpp pretrain` (required)")
+    p.add_argument("--pretrained", required=True, metavar="DIR",
+                   help="run folder written by `cptpp pretrain` (required)")
     p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     p.add_argument("--device", default="auto", help=DataConfig.__dataclass_fields__["device"].metadata["help"]
                    + " (default: auto)")

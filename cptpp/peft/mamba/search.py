@@ -61,7 +61,8 @@ def hybrid_search(run: Callable[[MambaPeftConfig, float], dict[str, Any]], n_tri
     study = optuna.create_study(study_name="mamba-search", storage=storage, load_if_exists=resume,
                                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed + n_before))
     finished = _finished(optuna, study.trials)
-    results: dict[int, dict[str, Any]] = {t.number: t.user_attrs["record"] for t in finished if "record" in t.user_attrs}
+    results: dict[int, dict[str, Any]] = {t.number: t.user_attrs["record"] for t in finished
+                                          if "record" in t.user_attrs}
 
     def objective(trial) -> float:
         sampled = suggest_config(trial)
