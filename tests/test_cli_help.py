@@ -4,7 +4,16 @@ import json
 
 import pytest
 
-from cptpp.cli import _all_parsers, build_parser, main
+from cptpp.cli import build_parser, main
+
+
+def _all_parsers(parser):
+    """``parser`` and every subcommand's parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _all_parsers(sub)
 
 
 def _commands():
