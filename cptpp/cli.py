@@ -47,12 +47,17 @@ COMMAND_MODULES = [
 
 
 class _HelpFormatter(argparse.HelpFormatter):
-    """Multi-line descriptions are kept as written; defaults are shown where the help does not say them."""
+    """Paragraphs laid out by hand are kept, one-line ones wrapped; defaults are shown where the help
+    does not say them. Every command's parser uses it (``_Parser``)."""
 
     def _fill_text(self, text, width, indent):
-        if "\n" in text.strip():
-            return "".join(indent + line for line in text.splitlines(keepends=True))
-        return super()._fill_text(text, width, indent)
+        paragraphs = []
+        for para in text.strip("\n").split("\n\n"):
+            if "\n" in para.strip() or para.startswith(" "):  # laid out by hand: keep it
+                paragraphs.append("\n".join(indent + line for line in para.splitlines()))
+            else:
+                paragraphs.append(super()._fill_text(para, width, indent))
+        return "\n\n".join(paragraphs)
 
     def _get_help_string(self, action):
         text = action.help or ""

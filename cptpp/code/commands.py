@@ -82,7 +82,6 @@ def _add_code_tune(subparsers) -> None:
 
     p = subparsers.add_parser(
         "code-tune", help="train Transducer Tuning or a PEFT baseline on a code task (frozen HF backbone)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Adapt a frozen local Hugging Face LM (T5 family or causal LM) to a code task with Transducer "
                     "Tuning or a peft baseline, trained by the shared loop (AdamW; early stopping on validation "
                     "token accuracy; test once at the best epoch). Writes config.json, metrics.jsonl, "

@@ -16,6 +16,12 @@ writes out/train/checkpoint.pt (the shared training loop's run folder), and --re
 (or a finished one with a larger budget)."""
 
 
+SEARCH_HELP = ("Optuna (TPE) hybrid search over MambaPEFT methods (LoRA targets, additional scan, affix tokens, "
+               "partial tuning) and their learning rate, on commonsense multiple-choice sets; trials are ranked "
+               "on validation accuracy, the best one is tested once.\n\n"
+               "The run folder --out holds search.json (the options), study.db (the Optuna study), trials.jsonl "
+               "(validation numbers per trial), best.json and one training run per trial; --resume continues a "
+               "killed search with the same options (finished trials are kept; --trials may grow).")
 PROGRESS_HELP = ("progress bar (--no-progress: no bar and no per-step lines) "
                  "(default: a bar on a terminal; plain lines when stderr is redirected)")
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"
@@ -24,11 +30,7 @@ SEARCH_KEYS = ("model", "tasks", "trials", "epochs", "limit", "max_len", "batch_
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("mamba-search", help="hybrid MambaPEFT search (Optuna) on commonsense multiple choice",
-                              description=__doc__.split("\n")[0] + "\n\nThe run folder --out holds search.json (the "
-                              "options), study.db (the Optuna study), trials.jsonl (validation numbers per trial), "
-                              "best.json and one training run per trial; --resume continues a killed search with "
-                              "the same options (finished trials are kept).",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=SEARCH_HELP)
     p.add_argument("--model", default=None, metavar="PATH",
                    help="local transformers Mamba checkpoint folder (default: a tiny random byte-level Mamba "
                         "briefly LM-trained here; its numbers are NOT comparable to the paper)")
@@ -58,8 +60,7 @@ def add_commands(subparsers) -> None:
     from cptpp.peft.mamba.pretrain_config import PretrainConfig
 
     p = subparsers.add_parser("mamba-pretrain", description=PRETRAIN_HELP,
-                              help="pre-train a small byte-level Mamba LM on the mirror's English text",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              help="pre-train a small byte-level Mamba LM on the mirror's English text")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="run folder; the final model is saved in it (load it with --model OUT) (required)")
     p.add_argument("--resume", action="store_true", help="continue OUT/train/checkpoint.pt")
