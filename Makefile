@@ -10,7 +10,7 @@ ifeq ($(origin CPTPP_DATA_MIRROR), undefined)
   endif
 endif
 # 10 epochs at lr 0.02: LightGCN at lr 1e-3 is flat for ~20 epochs on ml-100k (README "make run").
-RUN_ARGS ?= --dataset ml-100k --model lightgcn --epochs 10 --lr 0.02
+RUN_ARGS ?= --dataset ml-100k --recommender lightgcn --epochs 10 --lr 0.02
 PYTEST_ARGS ?=
 
 .PHONY: run test venv venv-dev bench clean

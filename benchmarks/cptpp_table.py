@@ -110,16 +110,16 @@ def main(argv=None) -> int:
         for seed in seeds:
             run_dir = cache / name / protocol / f"seed{seed}"
             cell = {"run_dir": run_dir, "seed": seed, "command": command, "cache": cache, "out": Path(args.out)}
-            row("LightGCN", partial(RecTask, data, RecConfig(model="lightgcn", ks=[5, 20])),
+            row("LightGCN", partial(RecTask, data, RecConfig(recommender="lightgcn", ks=[5, 20])),
                 args.epochs, args.patience, **cell)
             for obj in args.objectives.split(","):
-                joint_cfg = RecConfig(model=obj, ks=[5, 20], **joint_overrides.get(obj, {}))
+                joint_cfg = RecConfig(recommender=obj, ks=[5, 20], **joint_overrides.get(obj, {}))
                 row(f"{obj.upper()} (joint, λ={joint_cfg.cl_weight:g})", partial(RecTask, data, joint_cfg),
                     args.epochs, args.patience, **cell)
                 pre_dir = run_dir / f"pretrain-{obj}"
                 if not (pre_dir / "encoder.pt").exists():
                     seed_everything(seed)
-                    pre = RecTask(data, RecConfig(model=obj, mode="pretrain", ks=[5, 20]))
+                    pre = RecTask(data, RecConfig(recommender=obj, mode="pretrain", ks=[5, 20]))
                     pre_res = run_one(pre, args.pretrain_epochs, seed, patience=0)
                     save_pretrained(pre.model, pre_dir)
                     write_json(pre_dir / "config.json", {"model": obj, "mode": "pretrain", "seed": seed, **pre_res})
@@ -189,7 +189,7 @@ def write_markdown(report: dict, path: Path) -> None:
               "~1000x BPR's on the first batch, and Adam keeps the model near random for the whole capped "
               "budget (ML-1M seed 0, 20 epochs: test Recall@20 0.0210; an independent dense re-implementation "
               "of the SELFRec and RecBole SGL losses behaves the same). λ was picked on ml-100k validation: "
-              "`cptpp train --dataset ml-100k --model sgl --cl-weight W --epochs 20 --patience 0` gives "
+              "`cptpp train --dataset ml-100k --recommender sgl --cl-weight W --epochs 20 --patience 0` gives "
               "Recall@20 0.028 / 0.032 / 0.056 / 0.279 / 0.243 for W = 0.1 / 0.05 / 0.02 / 0.01 / 0.001 "
               "(LightGCN: 0.186). Pre-training (CPTPP) uses the contrastive loss alone, so λ does not enter it."),
              "",
@@ -198,7 +198,7 @@ def write_markdown(report: dict, path: Path) -> None:
               "Contrastive losses compare cosines, so pre-training leaves the norms at their Xavier size "
               "(ML-1M XSimGCL: 0.045), and against frozen items that small the tanh-bounded prompted user "
               "vector cannot make BPR's logits large. Rows labelled `no rescale` are the same protocol run "
-              "before the rescale existed (`cptpp prompt-tune --rescale false` reproduces them); rows "
+              "before the rescale existed (`cptpp prompt-tune --no-rescale` reproduces them); rows "
               "labelled `+items` also train an item table initialized from the encoder (`--tune prompt+items`: "
               "user embeddings and encoder frozen, no graph propagation during tuning)."),
              ""]

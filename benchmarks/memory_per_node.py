@@ -33,7 +33,7 @@ def main(name: str) -> dict:
     data = load_dataset(name, progress=False)
     gc.collect()
     base = peak_mb()
-    task = RecTask(data, RecConfig(model="lightgcn", layers=3, dim=64))
+    task = RecTask(data, RecConfig(recommender="lightgcn", layers=3, dim=64))
     opt = make_optimizer("adam", task.model.parameters(), 1e-3, 0.0)
     it = iter(task.batches(1, torch.Generator().manual_seed(0)))
     for _ in range(3):

@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     data = load_dataset(args.dataset, progress=False)
     torch.manual_seed(0)
-    task = RecTask(data, RecConfig(model="lightgcn", layers=3, dim=64, batch_size=2048, ks=[20]))
+    task = RecTask(data, RecConfig(recommender="lightgcn", layers=3, dim=64, batch_size=2048, ks=[20]))
     task.evaluate("valid")  # warm-up (numba compile, caches)
     epoch_s, n_batches = time_cptpp_epoch(task)
     t0 = time.perf_counter()

@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     })
     for model in args.models.split(","):
         seed_everything(args.seed)
-        task = RecTask(data, RecConfig(model=model, dim=64, batch_size=2048, l2=1e-4, ks=[20]))
+        task = RecTask(data, RecConfig(recommender=model, dim=64, batch_size=2048, l2=1e-4, ks=[20]))
         run_dir = Path(args.runs) / f"{args.dataset}-{model}"
         t0 = time.time()
         res = fit(task, TrainConfig(epochs=args.epochs, lr=1e-3, seed=args.seed, metric="recall@20",
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         if args.refit:
             full = dataclasses.replace(data, train=np.concatenate([data.train, data.valid]), valid=data.valid[:0])
             seed_everything(args.seed)
-            refit_task = RecTask(full, RecConfig(model=model, dim=64, batch_size=2048, l2=1e-4, ks=[20]))
+            refit_task = RecTask(full, RecConfig(recommender=model, dim=64, batch_size=2048, l2=1e-4, ks=[20]))
             refit = fit(refit_task, TrainConfig(epochs=res["best_epoch"], lr=1e-3, seed=args.seed, eval_every=0,
                                                 out=str(run_dir) + "-refit", resume=args.resume))
             report["models"][model]["refit_test"] = {k: refit["test"][k] for k in ("recall@20", "ndcg@20")}

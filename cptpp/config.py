@@ -1,6 +1,7 @@
 """Dataclass configs: build from dicts/JSON files with errors that name the bad key and the valid ones."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -106,9 +107,42 @@ def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def add_dataclass_options(parser, *classes, skip: tuple[str, ...] = ()) -> None:
+def _show_default(value) -> str:
+    """A default as it is typed on the command line (lists comma-separated)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def field_help(f: dataclasses.Field, default_text: str | None = None) -> str:
+    """A field's help line: ``metadata["help"]``, then its choices and its effective default.
+
+    ``metadata`` keys: ``help`` (what the option does), ``choices`` (the fixed set of valid values) and
+    ``default`` (text for a default the dataclass resolves later, e.g. ``"per model (...)"``);
+    ``default_text`` overrides both (a command that sets its own default).
+    """
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    parts = [f.metadata.get("help", "")]
+    tail = []
+    if "choices" in f.metadata:
+        tail.append("one of: " + ", ".join(map(str, f.metadata["choices"])))
+    if default_text is None:
+        default_text = f.metadata["default"] if "default" in f.metadata else _show_default(default)
+    if default is not False or "default" in f.metadata:  # a switch is off unless given
+        tail.append("default: " + default_text)
+    if not tail:
+        return parts[0]
+    parts.append(f"({'; '.join(tail)})")
+    return " ".join(p for p in parts if p)
+
+
+def add_dataclass_options(parser, *classes, skip: tuple[str, ...] = (), defaults: dict[str, str] | None = None) -> None:
     """Add ``--field-name VALUE`` for every field of ``classes`` (values are parsed by ``from_dict``).
 
+    The help of each option is the field's ``metadata`` (see :func:`field_help`; ``defaults`` maps a field
+    to the text of a default the command applies itself). A bool field that
+    defaults to False is a plain switch (``--resume``); any other bool is ``--name`` / ``--no-name``.
     Defaults are left unset (``None``) so that only options given on the command line
     override a ``--config`` file.
     """
@@ -119,20 +153,45 @@ def add_dataclass_options(parser, *classes, skip: tuple[str, ...] = ()) -> None:
             if f.name in skip or f.name in seen or not f.init or f.name.startswith("_"):
                 continue
             seen.add(f.name)
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             tp = hints[f.name]
             if _is_optional(tp):
                 tp = next(a for a in typing.get_args(tp) if a is not type(None))
             flag = f"--{f.name.replace('_', '-')}"
-            helptext = f"{f.metadata['help']} (default: {default})" if "help" in f.metadata else f"default: {default}"
-            helptext = helptext.replace("%", "%%")  # argparse %-formats help strings
-            if tp is bool:  # `--resume` alone means true; `--progress false` turns one off
-                parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true",
-                                    metavar="BOOL", help=helptext)
+            helptext = field_help(f, (defaults or {}).get(f.name)).replace("%", "%%")  # argparse %-formats help strings
+            if tp is bool:
+                if f.default is False:
+                    parser.add_argument(flag, dest=f.name, default=None, action="store_true", help=helptext)
+                else:
+                    parser.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+                                        help=helptext)
                 continue
-            metavar = (typing.get_origin(tp) or tp).__name__.upper()
+            if "choices" in f.metadata:
+                parser.add_argument(flag, dest=f.name, default=None, choices=tuple(map(str, f.metadata["choices"])),
+                                    help=helptext)
+                continue
+            origin = typing.get_origin(tp)
+            metavar = f.metadata.get("metavar") or (
+                f"{typing.get_args(tp)[0].__name__.upper()},..." if origin in (list, tuple) else tp.__name__.upper())
             parser.add_argument(flag, dest=f.name, default=None, metavar=metavar, help=helptext)
+
+
+def config_file_defaults(parser, path: str | Path) -> None:
+    """Make the JSON object in ``path`` the defaults of ``parser``'s options (a command whose options are
+    written by hand rather than read from a dataclass): keys are option names with ``_``, options given
+    on the command line still win. An unknown key or a value outside an option's choices is an error."""
+    values = load_json_config(path)
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")}
+    unknown = sorted(set(values) - set(actions))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(actions))}")
+    for key, value in values.items():
+        action = actions[key]
+        if isinstance(value, list):
+            value = values[key] = ",".join(map(str, value))
+        if action.choices is not None and value not in action.choices:
+            raise ConfigError(f"{path}:{key}={value!r} is not valid; choose one of: {', '.join(action.choices)}")
+        action.required = False  # given by the file
+    parser.set_defaults(**values)
 
 
 def build_configs(classes, file_values: dict[str, Any], cli_values: dict[str, Any], *, source: str):

@@ -178,7 +178,7 @@ def download_url(url: str, dest: str | Path, *, sha256: str | None = None, progr
     with response:
         total = response.headers.get("Content-Length")
         with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=f"download {dest.name}", disable=not progress, leave=False) as bar:
+                  desc=f"download {dest.name}", disable=None if progress else True, leave=False) as bar:
             return _write_verified(dest, lambda f: _copy_hashing(response, f, bar.update), sha256,
                                    f"{dest.name} downloaded from {url}", hint)
 
@@ -210,10 +210,13 @@ def extract_member(archive: str | Path, member: str, dest: str | Path, *, sha256
     raise DownloadError(f"{archive}: not a zip or tar archive, cannot extract {member!r}")
 
 
-def _missing_help(files: Iterable[RemoteFile], cache: Path, mirror: Path | None) -> str:
+def _missing_help(files: Iterable[RemoteFile], cache: Path, mirror: Path | None,
+                  mirror_rel: str = "<area>/<name>") -> str:
     names = ", ".join(f.name for f in files)
-    where = f"{mirror} or " if mirror else "a folder named by $CPTPP_DATA_MIRROR/<area>/<name>/ or "
-    return f"put {names} into {where}{cache}"
+    if mirror:
+        return f"put {names} into {mirror} or {cache}"
+    return (f"CPTPP_DATA_MIRROR is not set: if you have a local copy of the data, point at it with "
+            f"`export CPTPP_DATA_MIRROR=DIR` (DIR/{mirror_rel}/ holding {names}), or put {names} into {cache}")
 
 
 def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[RemoteFile], *,
@@ -229,6 +232,7 @@ def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[Rem
     """
     mroot = mirror_root()
     mfolder = mroot / area / (mirror_dir or name) if mroot else None
+    rel = f"{area}/{mirror_dir or name}"
     if mfolder is not None and all((mfolder / f.name).is_file() for f in files):
         for f in files:
             if f.sha256 and verify:
@@ -245,10 +249,10 @@ def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[Rem
     if no_url:
         raise DownloadError(f"{area}/{name}: {', '.join(f.name for f in no_url)} not found locally and has no "
                             f"per-file download; {manual or 'see the dataset homepage'}; then "
-                            + _missing_help(no_url, cache, mfolder))
+                            + _missing_help(no_url, cache, mfolder, rel))
     if missing and not allow_download:
         raise DownloadError(f"{name}: {', '.join(f.name for f in missing)} not found locally; "
-                            + _missing_help(missing, cache, mfolder))
+                            + _missing_help(missing, cache, mfolder, rel))
     fresh: dict[str, str] = {}
     # Files from the same archive share one download.
     by_url: dict[str, list[RemoteFile]] = {}
@@ -277,7 +281,7 @@ def resolve_files(area: str, name: str, files: tuple[RemoteFile, ...] | list[Rem
             finally:
                 shutil.rmtree(tmpdir, ignore_errors=True)
         except DownloadError as e:
-            raise DownloadError(f"{e}; {_missing_help(group, cache, mfolder)}") from None
+            raise DownloadError(f"{e}; {_missing_help(group, cache, mfolder, rel)}") from None
     if fresh and verify:
         new = {n: h for n, h in fresh.items() if want[n] is None}
         if new:

@@ -250,7 +250,7 @@ def test_stale_temp_files_are_removed_on_resume(ratings_csv, finished_run, capsy
 @pytest.fixture
 def pretrained(ratings_csv, tmp_path):
     pre = tmp_path / "pre"
-    assert main(["pretrain", "--dataset", str(ratings_csv), "--objective", "simgcl", "--epochs", "1",
+    assert main(["pretrain", "--dataset", str(ratings_csv), "--recommender", "simgcl", "--epochs", "1",
                  "--out", str(pre), *TINY]) == 0
     return pre
 
@@ -347,7 +347,7 @@ def _toy_fit(tiny_data, out):
     from cptpp.recsys.task import RecConfig, RecTask
     from cptpp.train import TrainConfig, fit
 
-    task = RecTask(tiny_data, RecConfig(model="mf", dim=4, batch_size=64), "cpu")
+    task = RecTask(tiny_data, RecConfig(recommender="mf", dim=4, batch_size=64), "cpu")
     return fit(task, TrainConfig(epochs=1, out=str(out), progress=False))
 
 
@@ -369,7 +369,7 @@ def test_fit_resume_allows_the_tasks_own_budget_keys(tiny_data, tmp_path):
     from cptpp.train import TrainConfig, fit
 
     def run(steps, may_change, epochs):
-        task = RecTask(tiny_data, RecConfig(model="mf", dim=4, batch_size=64), "cpu")
+        task = RecTask(tiny_data, RecConfig(recommender="mf", dim=4, batch_size=64), "cpu")
         return fit(task, TrainConfig(epochs=epochs, out=str(tmp_path / "r"), progress=False, resume=True),
                    run_config={"budget": {"steps": steps}, "other": 1}, may_change=may_change)
 

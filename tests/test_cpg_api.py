@@ -181,15 +181,15 @@ def test_cli_json_dot_and_method(tmp_path, capsys):
     assert _cli(["cpg", str(f)]) == 0
     whole = json.loads(capsys.readouterr().out)
     assert whole["nodes"][0]["kind"] == "program"
-    assert _cli(["cpg", str(f), "--method", "f"]) == 0
+    assert _cli(["cpg", str(f), "--function", "f"]) == 0
     one = json.loads(capsys.readouterr().out)
     assert one["nodes"][0]["kind"] == "method_declaration"
     dfg = [(one["nodes"][e["src"]], one["nodes"][e["dst"]]) for e in one["edges"] if e["type"] == "DFG"]
     assert [(a["label"], a["span"][:2], b["label"], b["span"][:2]) for a, b in dfg] == [("x", [0, 10], "x", [0, 22])]
-    assert _cli(["cpg", str(f), "--format", "dot", "--method", "A.g"]) == 0
+    assert _cli(["cpg", str(f), "--format", "dot", "--function", "A.g"]) == 0
     assert capsys.readouterr().out.startswith('digraph "A.g"')
     with pytest.raises(ValueError, match="found: A.f, A.g"):
-        _cli(["cpg", str(f), "--method", "nope"])
+        _cli(["cpg", str(f), "--function", "nope"])
     with pytest.raises(ValueError, match="--language"):
         _cli(["cpg", str(tmp_path / "x.txt")])
 

@@ -102,7 +102,7 @@ def test_rescale_sets_mean_row_norm_one_with_one_scalar(tiny_data, rescale):
 def test_official_code_mode_reproduces_untrained_prompts(tiny_data):
     enc = _encoder(tiny_data)
     enc_before = {k: v.clone() for k, v in enc.state_dict().items()}
-    task = PromptTuningTask(enc, tiny_data, PromptTuneConfig(mode="official-code", hidden=16, batch_size=64))
+    task = PromptTuningTask(enc, tiny_data, PromptTuneConfig(recipe="official-code", hidden=16, batch_size=64))
     prompt_before = {k: v.clone() for k, v in task.model.state_dict().items() if k.startswith(("generator", "fusion"))}
     fit(task, TrainConfig(epochs=2, lr=0.01, progress=False, patience=0))
     state = task.model.state_dict()
@@ -113,10 +113,10 @@ def test_official_code_mode_reproduces_untrained_prompts(tiny_data):
 
 def test_official_code_mode_rejects_other_tunes():
     with pytest.raises(ConfigError, match="official-code"):
-        PromptTuneConfig(mode="official-code", tune="prompt")
+        PromptTuneConfig(recipe="official-code", tune="prompt")
     with pytest.raises(ConfigError, match="no rescale"):
-        PromptTuneConfig(mode="official-code", rescale=True)
-    assert PromptTuneConfig(mode="official-code").rescale is False and PromptTuneConfig().rescale is True
+        PromptTuneConfig(recipe="official-code", rescale=True)
+    assert PromptTuneConfig(recipe="official-code").rescale is False and PromptTuneConfig().rescale is True
 
 
 def test_pretrained_artifact_round_trip(tiny_data, tmp_path):

@@ -26,8 +26,8 @@ def _train(args, nproc, env):
 def test_two_process_gloo_matches_single_process(tmp_path):
     data = _ratings(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CPTPP_SPMM": "torch"}
-    common = ["train", "--dataset", str(data), "--model", "lightgcn", "--dim", "8", "--layers", "2",
-              "--epochs", "3", "--lr", "0.01", "--progress", "false", "--patience", "0", "--seed", "7"]
+    common = ["train", "--dataset", str(data), "--recommender", "lightgcn", "--dim", "8", "--layers", "2",
+              "--epochs", "3", "--lr", "0.01", "--no-progress", "--patience", "0", "--seed", "7"]
     _train(common + ["--batch-size", "64", "--out", str(tmp_path / "single")], 1, env)
     _train(common + ["--batch-size", "32", "--out", str(tmp_path / "ddp")], 2, env)
 

@@ -170,3 +170,36 @@ def test_mamba_search_writes_best_trial(tmp_path):
     assert json.loads((tmp_path / "best.json").read_text())["config"] == best["config"]
     lines = (tmp_path / "trials.jsonl").read_text().splitlines()
     assert len(lines) == len(seen) and all("test" not in json.loads(line) for line in lines)
+
+
+def test_mamba_search_resumes_a_killed_search(tmp_path):
+    pytest.importorskip("optuna")
+    from cptpp.config import ConfigError
+    from cptpp.peft.mamba.search import hybrid_search
+
+    def score(cfg):
+        return 0.5 + 0.1 * ("dt_proj" in cfg.lora_targets) + 0.01 * cfg.scan_states + 0.001 * cfg.affix_tokens
+
+    calls = []
+
+    def run(cfg, lr):
+        calls.append(cfg)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed inside the third trial
+        return {"valid": {"accuracy": score(cfg)}, "test": {"accuracy": score(cfg) - 0.05},
+                "trainable_params": 10, "trainable_percent": 1.0}
+
+    with pytest.raises(KeyboardInterrupt):
+        hybrid_search(run, n_trials=5, out=tmp_path, seed=0)
+    first = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert len(first) == 2
+    with pytest.raises(ConfigError, match=r"already holds a search \(.*study.db\); pass --resume"):
+        hybrid_search(run, n_trials=5, out=tmp_path, seed=0)
+    best = hybrid_search(run, n_trials=5, out=tmp_path, seed=0, resume=True)
+    records = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert records[:2] == first and len(records) == best["completed"] == 5  # the killed trial is run anew
+    assert len(calls) == 3 + 3  # not the two finished trials again
+    assert best["valid"]["accuracy"] == max(r["valid"]["accuracy"] for r in records)
+    assert best["test"]["accuracy"] == pytest.approx(best["valid"]["accuracy"] - 0.05)
+    with pytest.raises(ConfigError, match="no search to continue"):
+        hybrid_search(run, n_trials=5, out=tmp_path / "new", seed=0, resume=True)

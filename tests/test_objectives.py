@@ -53,7 +53,7 @@ def _dense_layers(task, x, layers, noise_eps=None):
 
 
 def test_lightgcn_loss_matches_dense(tiny_data):
-    task = RecTask(tiny_data, RecConfig(model="lightgcn", layers=2, batch_size=64))
+    task = RecTask(tiny_data, RecConfig(recommender="lightgcn", layers=2, batch_size=64))
     users, pos, neg = _batch(task)
     m = task.model
     ego = torch.cat([m.user, m.item]).detach()
@@ -64,7 +64,7 @@ def test_lightgcn_loss_matches_dense(tiny_data):
 
 
 def test_xsimgcl_matches_dense_with_same_noise(tiny_data):
-    cfg = RecConfig(model="xsimgcl", layers=2, cl_layer=1, eps=0.2, tau=0.15, cl_weight=0.2, batch_size=64)
+    cfg = RecConfig(recommender="xsimgcl", layers=2, cl_layer=1, eps=0.2, tau=0.15, cl_weight=0.2, batch_size=64)
     task = RecTask(tiny_data, cfg)
     batch = _batch(task)
     users, pos, neg = batch
@@ -122,7 +122,7 @@ def test_sgl_all_cl_matches_dense_reference():
 def test_zero_perturbation_views_equal_clean_embeddings(tiny_data, model, negatives):
     # With no dropout / no noise both views are the clean encoder output, so the CL term is the
     # model's contrastive form on the clean embeddings with themselves.
-    cfg = RecConfig(model=model, layers=2, drop_ratio=0.0, eps=0.0, tau=0.2, batch_size=64,
+    cfg = RecConfig(recommender=model, layers=2, drop_ratio=0.0, eps=0.0, tau=0.2, batch_size=64,
                     cl_negatives=negatives)
     task = RecTask(tiny_data, cfg)
     gen = torch.Generator().manual_seed(0)
@@ -141,7 +141,7 @@ def test_zero_perturbation_views_equal_clean_embeddings(tiny_data, model, negati
 
 
 def test_sgl_views_differ_from_clean_graph_with_dropout(tiny_data):
-    task = RecTask(tiny_data, RecConfig(model="sgl", layers=2, drop_ratio=0.5, batch_size=64))
+    task = RecTask(tiny_data, RecConfig(recommender="sgl", layers=2, drop_ratio=0.5, batch_size=64))
     task.batches(1, torch.Generator().manual_seed(0))
     v1, v2 = task.objective.views
     assert v1.nnz < task.graph.nnz and v2.nnz < task.graph.nnz
@@ -152,7 +152,7 @@ def test_sgl_views_differ_from_clean_graph_with_dropout(tiny_data):
 
 
 def test_pretrain_mode_is_contrastive_only(tiny_data):
-    task = RecTask(tiny_data, RecConfig(model="simgcl", mode="pretrain", layers=2, batch_size=64))
+    task = RecTask(tiny_data, RecConfig(recommender="simgcl", mode="pretrain", layers=2, batch_size=64))
     batch = _batch(task)
     torch.manual_seed(1)
     loss = task.loss(batch)
@@ -162,21 +162,21 @@ def test_pretrain_mode_is_contrastive_only(tiny_data):
 
 def test_config_errors_name_valid_choices():
     with pytest.raises(ConfigError, match="lightgcn"):
-        RecConfig(model="lightgnc")
+        RecConfig(recommender="lightgnc")
     with pytest.raises(ConfigError, match="pretrain needs a contrastive"):
-        RecConfig(model="lightgcn", mode="pretrain")
+        RecConfig(recommender="lightgcn", mode="pretrain")
     with pytest.raises(ConfigError, match="batch, all"):
-        RecConfig(model="sgl", cl_negatives="every")
+        RecConfig(recommender="sgl", cl_negatives="every")
     with pytest.raises(ConfigError, match="cl_negatives=all is SGL"):
-        RecConfig(model="simgcl", cl_negatives="all")
+        RecConfig(recommender="simgcl", cl_negatives="all")
     with pytest.raises(ConfigError, match="cl_layer"):
-        RecConfig(model="xsimgcl", layers=2, cl_layer=3)
+        RecConfig(recommender="xsimgcl", layers=2, cl_layer=3)
 
 
 def test_sgl_defaults_joint_recbole_form_pretrain_selfrec_form():
-    joint = RecConfig(model="sgl")
+    joint = RecConfig(recommender="sgl")
     assert (joint.cl_negatives, joint.tau, joint.cl_weight) == ("all", 0.5, 0.05)
-    pre = RecConfig(model="sgl", mode="pretrain")
+    pre = RecConfig(recommender="sgl", mode="pretrain")
     assert (pre.cl_negatives, pre.tau) == ("batch", 0.2)
-    assert RecConfig(model="sgl", mode="pretrain", cl_negatives="all", tau=0.5).cl_negatives == "all"
-    assert RecConfig(model="simgcl").cl_negatives == "batch"
+    assert RecConfig(recommender="sgl", mode="pretrain", cl_negatives="all", tau=0.5).cl_negatives == "all"
+    assert RecConfig(recommender="simgcl").cl_negatives == "batch"

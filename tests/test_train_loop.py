@@ -33,7 +33,7 @@ class KillAfter:
 
 @pytest.mark.parametrize("model", ["lightgcn", "sgl"])
 def test_resume_equals_uninterrupted(tiny_data, tmp_path, model):
-    rec = RecConfig(model=model, layers=2, batch_size=32, dim=8)
+    rec = RecConfig(recommender=model, layers=2, batch_size=32, dim=8)
     # the schedule resumes from the checkpoint's step, with the configured (not the saved) base LR
     base = dict(epochs=5, lr=0.01, patience=0, progress=False, seed=3, schedule="cosine", warmup_steps=4)
     seed_everything(3)  # model initialization, as the CLI does before building the task
@@ -233,7 +233,7 @@ def _same_run(a_dir, b_dir, a, b):
 
 
 def test_step_budget_stops_inside_an_epoch_and_resume_finishes_it(tiny_data, tmp_path):
-    rec = RecConfig(model="sgl", layers=2, batch_size=32, dim=8)  # 6 batches per epoch; SGL redraws its views
+    rec = RecConfig(recommender="sgl", layers=2, batch_size=32, dim=8)  # 6 batches per epoch; SGL redraws its views
     base = dict(epochs=3, lr=0.01, patience=0, progress=False, seed=3)
     seed_everything(3)
     full = fit(RecTask(tiny_data, rec), TrainConfig(out=str(tmp_path / "full"), **base))
@@ -262,7 +262,7 @@ def test_time_budget_stops_cleanly_and_resume_matches(tiny_data, tmp_path, monke
 
     clock = FakeClock()
     monkeypatch.setattr(loop, "time", clock)
-    rec = RecConfig(model="lightgcn", layers=2, batch_size=32, dim=8)
+    rec = RecConfig(recommender="lightgcn", layers=2, batch_size=32, dim=8)
     base = dict(epochs=3, lr=0.01, patience=0, progress=False, seed=3)
 
     class Ticking(RecTask):  # every step takes one "second"

@@ -185,7 +185,7 @@ def side_cptpp(args) -> dict:
     t0 = wall()
     gen = seed_everything(args.seed)
     data = load_dataset(args.dataset, progress=False)
-    task = RecTask(data, RecConfig(model="lightgcn", dim=SETTINGS["dim"], layers=SETTINGS["layers"],
+    task = RecTask(data, RecConfig(recommender="lightgcn", dim=SETTINGS["dim"], layers=SETTINGS["layers"],
                                    batch_size=SETTINGS["batch_size"], l2=SETTINGS["l2"], ks=[SETTINGS["topk"]]))
     opt = make_optimizer("adam", task.model.parameters(), SETTINGS["lr"], 0.0)
     task.evaluate("valid")  # warm-up: numba JIT of the SpMM kernels

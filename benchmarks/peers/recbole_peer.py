@@ -25,7 +25,7 @@ Runs:
   ``1e-5 * sum ||E_b||_F / B`` beside a summed BPR of about ``0.69 B``, is below 1e-7 of the loss,
   so cptpp's ``l2=0`` is that configuration to within rounding. RecBole drops exactly 10% of the
   edges per view, cptpp each edge with probability 0.1.
-* ``cptpp:sgl``: ``cptpp train --model sgl`` with its defaults (what a user gets).
+* ``cptpp:sgl``: ``cptpp train --recommender sgl`` with its defaults (what a user gets).
 
 Peak RSS is per run process (``benchmarks/peak_rss.py`` launcher). The recbole side imports
 nothing from cptpp, so this file must stay importable in the RecBole venv. RecBole venv: see
@@ -51,11 +51,11 @@ PEAK_RSS = HERE.parent / "peak_rss.py"  # launcher: run as a script, nothing imp
 COMMON = dict(dim=64, layers=3, batch_size=2048, lr=1e-3, topk=20, eval_users_per_block=2048)
 RUNS = {
     "recbole:lightgcn": dict(l2=1e-4),
-    "cptpp:lightgcn": dict(model="lightgcn", l2=1e-4),
+    "cptpp:lightgcn": dict(recommender="lightgcn", l2=1e-4),
     "recbole:sgl": dict(ssl_tau=0.5, ssl_weight=0.05, reg_weight=1e-5, drop_ratio=0.1, type="ED"),
-    "cptpp:sgl-recbole": dict(model="sgl", cl_negatives="all", tau=0.5, cl_weight=0.05, l2=0.0,
+    "cptpp:sgl-recbole": dict(recommender="sgl", cl_negatives="all", tau=0.5, cl_weight=0.05, l2=0.0,
                               drop_ratio=0.1, sgl_aug="ed"),
-    "cptpp:sgl": dict(model="sgl"),  # the package defaults
+    "cptpp:sgl": dict(recommender="sgl"),  # the package defaults
 }
 CURVE_EPOCHS = (10, 20, 50, 100)
 

@@ -30,7 +30,8 @@ from collections.abc import Sequence
 try:
     from sacrebleu.metrics import BLEU, CHRF
 except ImportError as e:  # pragma: no cover - depends on the install
-    raise ImportError("cptpp.code.metrics needs sacrebleu; install the [code] extra: pip install 'cptpp[code]'") from e
+    raise ImportError("cptpp.code.metrics needs sacrebleu; install the [code] extra: "
+                      "pip install 'cptpp[code]' (from a checkout: pip install -e '.[code]')") from e
 
 _TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|[A-Za-z_][A-Za-z_0-9]*|\d+(?:\.\d+)?[A-Za-z]*|\S')
 # sacrebleu's tokenize="none" splits words with str.split(); a literal's whitespace (and the escape

@@ -6,7 +6,7 @@ separate so that the CLI can list the task names and read the defaults without i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cptpp.config import check_choice, check_range
 
@@ -29,22 +29,27 @@ TASKS: dict[str, TaskSpec] = {
     "docstring": TaskSpec("python_code_docstring_v1", "python", False, True, None, "\n# docstring:\n"),
 }
 PROTOCOLS = {True: "official-splits", False: "valid-as-train"}
+FUSIONS = ("cross-attention", "as-released")  # Transducer Tuning's fusion layers (cptpp.code.transducer)
 
 
 @dataclass
 class CodeTaskConfig:
-    task: str = "translation"
-    max_source_tokens: int = 400  # `cptpp code-tune --max-source` reads its default here
-    max_target_tokens: int = 128
-    drop_long: bool = True         # keep only pairs that fit the limits (else truncate)
-    train_size: int = 0            # 0 = all (after drop_long)
-    valid_size: int = 0
-    test_size: int = 0
-    batch_size: int = 8
-    eval_batch_size: int = 8
-    separator: str | None = None   # between source and target for a decoder-only LM; None: the task's
-    valid_generate: bool = False   # validation by greedy decoding (bleu) instead of teacher forcing
-    seed: int = 0
+    task: str = field(default="translation", metadata={"help": "code task", "choices": tuple(TASKS)})
+    max_source_tokens: int = field(default=400, metadata={  # `cptpp code-tune --max-source` reads it here
+        "help": "source tokens per pair"})
+    max_target_tokens: int = field(default=128, metadata={"help": "target tokens per pair"})
+    drop_long: bool = field(default=True, metadata={
+        "help": "keep only pairs that fit the limits (else truncate them)"})
+    train_size: int = field(default=0, metadata={"help": "seeded sample of training pairs (0: all, after drop_long)"})
+    valid_size: int = field(default=0, metadata={"help": "seeded sample of validation pairs (0: all)"})
+    test_size: int = field(default=0, metadata={"help": "seeded sample of test pairs (0: all)"})
+    batch_size: int = field(default=8, metadata={"help": "training pairs per batch"})
+    eval_batch_size: int = field(default=8, metadata={"help": "evaluation pairs per batch"})
+    separator: str | None = field(default=None, metadata={
+        "help": "between source and target for a decoder-only LM", "default": "the task's own"})
+    valid_generate: bool = field(default=False, metadata={
+        "help": "validate by greedy decoding (BLEU) instead of teacher-forced token accuracy"})
+    seed: int = field(default=0, metadata={"help": "seed of the data samples"})
 
     def __post_init__(self):
         check_choice("task", self.task, tuple(TASKS))

@@ -24,29 +24,32 @@ examples one by one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
+from cptpp.code.task_specs import FUSIONS
 from cptpp.config import ConfigError, check_choice, check_range
-
-FUSIONS = ("cross-attention", "as-released")
 
 
 @dataclass
 class TransducerConfig:
     """Sizes follow the released implementation (GVE 8 -> 128, ABFL width 8, one head)."""
 
-    fusion: str = "cross-attention"
-    label_dim: int = 384        # the node-label encoder's width (MiniLM: 384; the release: 1024)
-    gnn_dim: int = 8
-    graph_dim: int = 128
-    fusion_dim: int = 8
-    max_nodes: int = 50
-    undirected: bool = True     # add reverse CPG edges so a node hears its children and successors
+    fusion: str = field(default="cross-attention", metadata={
+        "help": "cross-attention: tokens attend over node states through a zero-initialised gate; "
+                "as-released: the released ABFL (the graph vector as the key)", "choices": FUSIONS})
+    label_dim: int = field(default=384, metadata={
+        "help": "the node-label encoder's width (MiniLM: 384; the release: 1024)"})
+    gnn_dim: int = field(default=8, metadata={"help": "GVE: width of the GATv2 layer"})
+    graph_dim: int = field(default=128, metadata={"help": "GVE: width of the node states and graph vector"})
+    fusion_dim: int = field(default=8, metadata={"help": "ABFL: attention width"})
+    max_nodes: int = field(default=50, metadata={"help": "CPG nodes per example (the graph is truncated)"})
+    undirected: bool = field(default=True, metadata={
+        "help": "add reverse CPG edges so a node hears its children and successors"})
 
     def __post_init__(self):
         check_choice("fusion", self.fusion, FUSIONS)

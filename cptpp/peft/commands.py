@@ -6,7 +6,6 @@ options; command-line options override it); the other options are the fields of 
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 
@@ -29,8 +28,7 @@ def add_commands(subparsers) -> None:
 
     for command, (module, cls_name, _, help_line) in PIPELINES.items():
         mod = importlib.import_module(module)
-        p = subparsers.add_parser(command, help=help_line, description=mod.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = subparsers.add_parser(command, help=help_line, description=mod.__doc__)
         p.add_argument("--out", required=True, metavar="DIR",
                        help="run folder: config.json, metrics.jsonl, results.json and one folder per stage")
         p.add_argument("--resume", action="store_true", help="continue the run in --out (finished stages are skipped)")

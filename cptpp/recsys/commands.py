@@ -13,32 +13,47 @@ from cptpp.recsys.config import (MODELS, DataConfig, PromptTuneConfig, RecConfig
 CONFIG_CLASSES = (DataConfig, RecConfig, RecTrainConfig)
 
 
+CONFIG_HELP = "JSON file of flat key: value pairs (keys are the option names with _); options given here override it"
+PRETRAIN_RECOMMENDERS = ("sgl", "simgcl", "xsimgcl")
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train a recommender and report validation/test ranking metrics",
-                       description=f"Train a recommender. --model is one of: {', '.join(MODELS)}. "
-                                   "Every hyperparameter below can also come from --config FILE (JSON, flat keys).")
-    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
-    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="training epochs (default 20)")
-    add_dataclass_options(p, *CONFIG_CLASSES, skip=("epochs",))
+                       description=f"Train a recommender ({', '.join(MODELS)}) on a dataset and report Recall, "
+                                   "NDCG, Precision, HitRate and MRR at --ks on validation (best epoch) and test "
+                                   "(once, at that epoch). The run folder --out holds config.json, metrics.jsonl, "
+                                   "checkpoints and results.json; --resume continues it. Every option can also "
+                                   "come from --config FILE.")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    add_dataclass_options(p, *CONFIG_CLASSES)
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("pretrain", help="CPTPP stage 1: contrastive pre-training only; saves a reusable encoder",
                        description="Pre-train a LightGCN encoder with a contrastive objective alone "
-                                   "(no recommendation loss) and save it to --out for `cptpp prompt-tune`.")
-    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
-    p.add_argument("--objective", required=True, choices=("sgl", "simgcl", "xsimgcl"))
-    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="pre-training epochs (default 10)")
-    add_dataclass_options(p, *CONFIG_CLASSES, skip=("epochs", "model", "mode"))
+                                   "(no recommendation loss) and save it to OUT/encoder.pt for `cptpp prompt-tune "
+                                   "--pretrained OUT`. The saved encoder is the one of the epoch with the best "
+                                   "validation metric (--save best, the default) or of the last epoch "
+                                   "(--save last); results.json's best_epoch says which epoch that was.")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--recommender", choices=PRETRAIN_RECOMMENDERS,
+                   help="contrastive objective over the LightGCN encoder (required, here or in --config)")
+    p.add_argument("--save", choices=("best", "last"), default="best",
+                   help="which epoch's encoder to save (and test): best = highest validation metric, "
+                        "last = the final epoch (default: best)")
+    add_dataclass_options(p, *CONFIG_CLASSES, skip=("recommender", "mode", "restore_best"),
+                          defaults={"epochs": "10 (the reference code's pre-training length)"})
     p.set_defaults(func=run_pretrain)
 
     p = sub.add_parser("prompt-tune", help="CPTPP stage 2: personalized prompts on a frozen pre-trained encoder",
                        description="Generate user prompts from profiles (historical, factorization, high_order), "
-                                   "fuse them with the pre-trained user embeddings and train with BPR.")
-    p.add_argument("--pretrained", required=True, help="directory written by `cptpp pretrain`")
-    p.add_argument("--config", help="JSON file of flat key: value pairs; command-line options override it")
-    p.add_argument("--epochs", type=int, dest="epochs", default=None, help="training epochs (default 20)")
-    p.add_argument("--device", default="auto")
-    add_dataclass_options(p, PromptTuneConfig, RecTrainConfig, skip=("epochs",))
+                                   "fuse them with the pre-trained user embeddings and train with BPR. The data and "
+                                   "its split are the pre-training run's (its config.json).")
+    p.add_argument("--pretrained", required=True, metavar="DIR",
+                   help="run folder written by `cptpp pretrain` (required)")
+    p.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("--device", default="auto", help=DataConfig.__dataclass_fields__["device"].metadata["help"]
+                   + " (default: auto)")
+    add_dataclass_options(p, PromptTuneConfig, RecTrainConfig)
     p.set_defaults(func=run_prompt_tune)
 
     from cptpp.recsys import search  # `cptpp search` lives in its own module
@@ -51,7 +66,7 @@ def load_data(cfg: DataConfig, progress: bool = True):
     from cptpp.recsys.datasets import load_dataset
 
     data = load_dataset(cfg.dataset, seed=cfg.data_seed, valid_ratio=cfg.valid_ratio,
-                        rating_threshold=cfg.rating_threshold, kcore=cfg.kcore, progress=progress)
+                        rating_threshold=cfg.rating_threshold, kcore=cfg.kcore, progress=progress is not False)
     cfg.rating_threshold = data.rating_threshold
     for note in data.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -109,7 +124,7 @@ def check_out(train_cfg) -> None:
     check_run_dir(train_cfg.out, train_cfg.resume, only_empty=True)
 
 
-def _cli_values(args, drop=("func", "command", "config", "objective", "pretrained", "device")) -> dict:
+def _cli_values(args, drop=("func", "command", "config", "save", "pretrained", "device")) -> dict:
     return {k: v for k, v in vars(args).items() if k not in drop}
 
 
@@ -123,15 +138,16 @@ def _train_recommender(args, forced: dict) -> tuple:
     from cptpp.train import fit, resolve_device, seed_everything
 
     file_values = load_json_config(args.config) if args.config else {}
-    cli = _cli_values(args, drop=("func", "command", "config", "objective"))
+    cli = _cli_values(args, drop=("func", "command", "config", "save"))
     saved = resumed_settings(file_values, cli, ("data", "model", "train"), CONFIG_CLASSES)
     cli.update({k: v for k, v in forced.items() if not (k == "epochs" and k in saved)})
     data_cfg, rec_cfg, train_cfg = build_configs(CONFIG_CLASSES, {**saved, **file_values}, cli,
                                                  source=args.config or "command line")
     if train_cfg.out is None:
-        train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.model, rec_cfg.mode)
+        train_cfg.out = _default_out(data_cfg.dataset, rec_cfg.recommender, rec_cfg.mode)
     check_ranking_metric(train_cfg.metric, rec_cfg.ks)
     check_out(train_cfg)
+    args.out = train_cfg.out  # so that an interrupted run can name the folder to --resume
     device = resolve_device(data_cfg.device)
     t0 = time.perf_counter()
     data = load_data(data_cfg, progress=train_cfg.progress)
@@ -140,7 +156,7 @@ def _train_recommender(args, forced: dict) -> tuple:
           f"{s['train']}/{s['valid']}/{s['test']} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     seed_everything(train_cfg.seed)  # model initialization is part of the run's seed
     task = RecTask(data, rec_cfg, device)
-    print(f"{rec_cfg.model} ({rec_cfg.mode}): {count_parameters(task.model).trainable:,} trainable parameters, "
+    print(f"{rec_cfg.recommender} ({rec_cfg.mode}): {count_parameters(task.model).trainable:,} trainable parameters, "
           f"device {device}, run dir {train_cfg.out}", file=sys.stderr)
     results = fit(task, train_cfg, run_config={
         "data": asdict(data_cfg), "model": asdict(rec_cfg), "dataset_stats": s})
@@ -156,12 +172,20 @@ def run_train(args) -> int:
 def run_pretrain(args) -> int:
     from cptpp.recsys.prompt_tuning import save_pretrained
 
-    forced = {"model": args.objective, "mode": "pretrain"}
-    if args.epochs is None:
+    from cptpp.config import ConfigError, check_choice
+
+    file_values = load_json_config(args.config) if args.config else {}
+    recommender = args.recommender or file_values.get("recommender")
+    if recommender is None:
+        raise ConfigError(f"pretrain needs --recommender, one of: {', '.join(PRETRAIN_RECOMMENDERS)}")
+    check_choice("recommender", recommender, PRETRAIN_RECOMMENDERS)
+    forced = {"recommender": recommender, "mode": "pretrain", "restore_best": args.save == "best"}
+    if args.epochs is None and "epochs" not in file_values:
         forced["epochs"] = 10  # the reference code's pre-training length
-    _, task, train_cfg = _train_recommender(args, forced)
+    results, task, train_cfg = _train_recommender(args, forced)
     path = save_pretrained(task.model, train_cfg.out)
-    print(f"pre-trained encoder saved to {path}")
+    epoch = results["best_epoch"] if args.save == "best" else results["epochs_run"]
+    print(f"pre-trained encoder of epoch {epoch} ({args.save}) saved to {path}")
     return 0
 
 
@@ -180,16 +204,17 @@ def run_prompt_tune(args) -> int:
     data_cfg = from_dict(DataConfig, {**pre_cfg["data"], "device": args.device},
                          source=str(Path(args.pretrained) / "config.json"))
     if train_cfg.out is None:
-        train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.mode)
+        train_cfg.out = _default_out(data_cfg.dataset, "cptpp", tune_cfg.prompt, tune_cfg.recipe)
     check_out(train_cfg)
+    args.out = train_cfg.out  # so that an interrupted run can name the folder to --resume
     device = resolve_device(args.device)
     data = load_data(data_cfg, progress=train_cfg.progress)
     seed_everything(train_cfg.seed)
     task = PromptTuningTask(encoder, data, tune_cfg, device)
-    print(f"CPTPP-{tune_cfg.prompt} ({tune_cfg.mode}, tune={tune_cfg.tune}): "
+    print(f"CPTPP-{tune_cfg.prompt} ({tune_cfg.recipe}, tune={tune_cfg.tune}): "
           f"{count_parameters(task.model).trainable:,} trainable parameters, run dir {train_cfg.out}", file=sys.stderr)
-    if tune_cfg.mode == "official-code":
-        print("mode=official-code: prompt layers stay untrained and the best epoch is chosen on TEST, "
+    if tune_cfg.recipe == "official-code":
+        print("recipe=official-code: prompt layers stay untrained and the best epoch is chosen on TEST, "
               "as in the reference implementation; do not report these as validated results", file=sys.stderr)
     results = fit(task, train_cfg, run_config={"data": asdict(data_cfg), "prompt_tuning": asdict(tune_cfg),
                                                "pretrained": str(args.pretrained),

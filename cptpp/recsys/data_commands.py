@@ -18,20 +18,32 @@ def _rating_threshold(text: str):
 
 def add_commands(subparsers) -> None:
     """Add ``data list`` and ``data info`` to the top-level ``subparsers``."""
-    data = subparsers.add_parser("data", help="recommendation datasets: list, info")
+    from cptpp.config import add_dataclass_options
+    from cptpp.recsys.config import DataConfig
+
+    data = subparsers.add_parser("data", help="recommendation datasets: list, info",
+                                 description="The recommendation datasets: `data list` shows the registered ones "
+                                             "and where each is read from; `data info` loads one and prints its "
+                                             "counts and split. " + DATA_LOCATION)
     sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    p = sub.add_parser("list", help="registered datasets and where each would be read from")
+    p = sub.add_parser("list", help="registered datasets and where each would be read from",
+                       description="List the registered datasets: published counts, split, and where each would "
+                                   "be read from (mirror, cache or download). " + DATA_LOCATION)
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("info", help="load a dataset (name or file/folder) and print its counts")
-    p.add_argument("name", metavar="NAME|PATH")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--valid-ratio", type=float, default=0.1)
-    p.add_argument("--split-ratios", type=_ratios, default=(0.8, 0.1, 0.1), metavar="TRAIN,VALID,TEST")
-    p.add_argument("--rating-threshold", type=_rating_threshold, default=None, metavar="X|all",
-                   help=RATING_THRESHOLD_HELP)
-    p.add_argument("--kcore", type=int, default=0)
+    p = sub.add_parser("info", help="load a dataset (name or file/folder) and print its counts",
+                       description="Load a dataset as `cptpp train --dataset NAME|PATH` would (same split options, "
+                                   "same defaults) and print users, items, interactions, density and split sizes.")
+    p.add_argument("name", metavar="NAME|PATH", help="a registered dataset name, a ratings file or a folder")
+    add_dataclass_options(p, DataConfig, skip=("dataset", "device"))
+    p.add_argument("--split-ratios", type=_ratios, default=(0.8, 0.1, 0.1), metavar="TRAIN,VALID,TEST",
+                   help="per-user random split of datasets without a published split (default: 0.8,0.1,0.1)")
     p.set_defaults(func=cmd_info)
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+
+DATA_LOCATION = ("Data is looked for in $CPTPP_DATA_MIRROR/recsys/NAME/ (a local copy; set CPTPP_DATA_MIRROR to "
+                 "the folder that holds recsys/), then in $CPTPP_DATA_HOME/recsys/NAME/ (default "
+                 "~/.cache/cptpp), and is downloaded from the official URL into the latter otherwise.")
 
 
 def _ratios(text: str) -> tuple[float, float, float]:
@@ -84,10 +96,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_info(args) -> int:
+    from cptpp.config import build_configs
+    from cptpp.recsys.config import DataConfig
     from cptpp.recsys.datasets import dataset_info
 
-    info = dataset_info(args.name, seed=args.seed, valid_ratio=args.valid_ratio,
-                        split_ratios=args.split_ratios, rating_threshold=args.rating_threshold,
-                        kcore=args.kcore)
+    keys = ("data_seed", "valid_ratio", "rating_threshold", "kcore")
+    (cfg,) = build_configs((DataConfig,), {}, {k: getattr(args, k) for k in keys}, source="command line")
+    info = dataset_info(args.name, seed=cfg.data_seed, valid_ratio=cfg.valid_ratio,
+                        split_ratios=args.split_ratios, rating_threshold=cfg.rating_threshold, kcore=cfg.kcore)
     print(info_table(info))
     return 0

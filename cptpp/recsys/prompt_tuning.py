@@ -92,7 +92,7 @@ class PromptedRecommender(nn.Module):
         self.to(device)
 
         encoder.requires_grad_(cfg.tune == "all")
-        if cfg.mode == "official-code":  # its optimizer never sees these modules
+        if cfg.recipe == "official-code":  # its optimizer never sees these modules
             self.generator.requires_grad_(False)
             self.fusion.requires_grad_(False)
         with torch.no_grad():
@@ -158,7 +158,7 @@ class PromptTuningTask:
 
     def evaluate(self, split: str) -> dict[str, float]:
         check_choice("split", split, ("valid", "test"))
-        if self.cfg.mode == "official-code":  # the reference code selects its best epoch on test
+        if self.cfg.recipe == "official-code":  # the reference code selects its best epoch on test
             split = "test"
         exclude = [self._csr["train"]] + ([self._csr["valid"]] if split == "test" else [])
         with torch.no_grad():

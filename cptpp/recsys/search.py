@@ -1,6 +1,6 @@
 """`cptpp search`: hyperparameter search over any `cptpp train` option, on the validation metric.
 
-    cptpp search --dataset ml-100k --model sgl --epochs 100 --patience 0 --trials 20 \\
+    cptpp search --dataset ml-100k --recommender sgl --epochs 100 --patience 0 --trials 20 \\
         --space cl_weight=logfloat:0.01:0.5 --space tau=choice:0.2,0.5 --out runs/search-sgl
 
 Each trial is one `cptpp train` run (same data, same loop, same early stopping) with the fixed

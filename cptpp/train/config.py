@@ -1,7 +1,7 @@
 """The training loop's settings (no torch import: the CLI builds its parser from this)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cptpp.config import ConfigError, check_choice, check_range
 
@@ -20,26 +20,46 @@ class TrainConfig:
     the budget), ``linear`` or ``cosine`` decay to 0 at the end of the budget.
     """
 
-    epochs: int = 20  # 0 = no epoch limit (then max_steps or max_minutes bounds the run)
-    lr: float = 1e-3
-    weight_decay: float = 0.0  # a task's param_groups() may set its own per group
-    optimizer: str = "adam"
-    betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw
-    fused: bool = True  # one-kernel adam/adamw update where the parameters allow (False: torch's default)
-    grad_clip: float = 0.0  # max global gradient norm; 0 = no clipping
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    cooldown: float = 0.0  # schedule=constant: fraction of the budget at the end spent decaying to 0
-    max_steps: int = 0  # optimizer steps, resumes included; 0 = no limit
-    max_minutes: float = 0.0  # wall-clock minutes (evaluations included), resumes included; 0 = no limit
-    seed: int = 0
-    metric: str | None = None  # validation metric to maximize; None = the task's own ``metric``
-    patience: int = 10  # evaluations without improvement before stopping; 0 = never stop early
-    eval_every: int = 1  # epochs between validations; 0: no validation, the last epoch is tested
-    restore_best: bool = True  # test the best validated model; False: the last one (pre-training)
-    out: str | None = None
-    resume: bool = False
-    progress: bool = True
+    epochs: int = field(default=20, metadata={
+        "help": "training epochs; 0 = no epoch limit (then --max-steps or --max-minutes bounds the run)"})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate (peak LR when a schedule is used)"})
+    weight_decay: float = field(default=0.0, metadata={
+        "help": "weight decay of the optimizer (a task may set its own per parameter group)"})
+    optimizer: str = field(default="adam", metadata={"help": "optimizer", "choices": OPTIMIZERS})
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={
+        "help": "adam/adamw betas, two numbers such as 0.9,0.999"})
+    fused: bool = field(default=True, metadata={
+        "help": "one-kernel adam/adamw update where the parameters allow (--no-fused: torch's default)"})
+    grad_clip: float = field(default=0.0, metadata={"help": "max global gradient norm; 0 = no clipping"})
+    schedule: str = field(default="constant", metadata={
+        "help": "LR schedule by optimizer step, after --warmup-steps: constant (optional --cooldown), or "
+                "linear / cosine decay to 0 at the end of the budget", "choices": SCHEDULES})
+    warmup_steps: int = field(default=0, metadata={"help": "optimizer steps of linear LR warmup"})
+    cooldown: float = field(default=0.0, metadata={
+        "help": "schedule constant: fraction of the budget at the end spent decaying the LR linearly to 0"})
+    max_steps: int = field(default=0, metadata={
+        "help": "stop after this many optimizer steps, resumes included; 0 = no limit"})
+    max_minutes: float = field(default=0.0, metadata={
+        "help": "stop after this many wall-clock minutes (evaluations included), resumes included; 0 = no limit"})
+    seed: int = field(default=0, metadata={
+        "help": "seed of model initialization, negative sampling and batch order"})
+    metric: str | None = field(default=None, metadata={
+        "help": "validation metric that selects the best epoch, e.g. recall@20 or ndcg@10",
+        "default": "the task's own (recommenders: recall@20)"})
+    patience: int = field(default=10, metadata={
+        "help": "stop after this many validations without improvement; 0 = never stop early"})
+    eval_every: int = field(default=1, metadata={
+        "help": "epochs between validations; 0 = no validation, the last epoch is tested"})
+    restore_best: bool = field(default=True, metadata={
+        "help": "test the best validated model (--no-restore-best: the last one)"})
+    out: str | None = field(default=None, metadata={
+        "help": "run folder: config.json, metrics.jsonl, checkpoint.pt, best.pt, results.json",
+        "metavar": "DIR", "default": "runs/<what>-<time>"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue the run in --out from its last checkpoint (to the same result as an unbroken run)"})
+    progress: bool | None = field(default=None, metadata={
+        "help": "progress bar per epoch (--no-progress: no bar and no per-epoch lines)",
+        "default": "a bar on a terminal; one line per epoch when stderr is redirected"})
 
     def __post_init__(self):
         for name in ("epochs", "warmup_steps", "max_steps", "patience", "eval_every"):

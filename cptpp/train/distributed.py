@@ -1,6 +1,6 @@
 """Data parallelism with torch.distributed: one process per device, launched by ``torchrun``.
 
-    torchrun --nproc_per_node 2 -m cptpp.cli train --dataset ml-1m-implicit --model lightgcn
+    torchrun --nproc_per_node 2 -m cptpp.cli train --dataset ml-1m-implicit --recommender lightgcn
 
 Every rank holds the full model and the same seed. The loop averages gradients across ranks
 after each backward pass (one bucketed all-reduce: gloo on CPU, NCCL on CUDA), so parameters stay

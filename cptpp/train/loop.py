@@ -388,8 +388,10 @@ def _train_epoch(task: Task, epoch: int, opt: torch.optim.Optimizer, params: lis
         _set_rng_state(gen, rng_at_stop)
     scheduled = not is_constant(cfg.schedule, cfg.warmup_steps, cfg.cooldown)
     total, n, stop = state.partial_loss, state.partial_batches, None
+    # tqdm's disable=None: a bar on a terminal only (progress None = auto)
+    disable = None if cfg.progress is None else not cfg.progress
     bar = tqdm(batch_iter, desc=f"epoch {epoch}" + (f"/{cfg.epochs}" if cfg.epochs else ""), leave=False,
-               disable=not (cfg.progress and dist.is_main()), total=n_batches, initial=n)
+               disable=disable if dist.is_main() else True, total=n_batches, initial=n)
     for batch in bar:
         if scheduled:
             progress = budget.progress(state.step, epoch - 1 + (n / n_batches if n_batches else 0.0))
@@ -478,7 +480,7 @@ def _open_run(out: Path, cfg: TrainConfig, task: Task, opt: torch.optim.Optimize
     state, rng_at_stop = _restore(out, task, opt, gen, config, may_change)
     if dist.is_main():
         write_json(out / "config.json", config)  # the resumed run's budget (epochs, ...) as now run
-    if cfg.progress and dist.is_main():
+    if cfg.progress is not False and dist.is_main():
         print(f"resuming {out} after epoch {state.epoch} (step {state.step})", file=sys.stderr)
     return state, rng_at_stop
 
@@ -553,7 +555,7 @@ def fit(task: Task, cfg: TrainConfig, run_config: dict[str, Any] | None = None, 
                 best_state = _clone_state(task.model)
                 if out and main_rank:
                     save_torch(out / "best.pt", best_state)
-            if cfg.progress and main_rank:
+            if cfg.progress is not False and main_rank:
                 _show(record, metric)
         state.seconds = record["seconds"] = budget.seconds()
         if out and main_rank:

@@ -13,7 +13,8 @@ def _pyg_data():
     try:
         from torch_geometric.data import Batch, Data
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError("to_pyg needs torch-geometric; install the [code] extra: pip install 'cptpp[code]'") from e
+        raise ImportError("to_pyg needs torch-geometric; install the [code] extra: "
+                          "pip install 'cptpp[code]' (from a checkout: pip install -e '.[code]')") from e
     return Batch, Data
 
 

@@ -71,7 +71,7 @@ def get_spec(language: str) -> LanguageSpec:
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
             f"building code property graphs needs tree-sitter and tree-sitter-{language}; "
-            "install the [code] extra: pip install 'cptpp[code]'") from e
+            "install the [code] extra: pip install 'cptpp[code]' (from a checkout: pip install -e '.[code]')") from e
     lang = ts.Language(grammar.language())
     spec = LanguageSpec(name=language, language=lang, parser=ts.Parser(lang))
     n = lang.node_kind_count

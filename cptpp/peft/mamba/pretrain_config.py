@@ -1,7 +1,7 @@
 """Settings of ``cptpp mamba-pretrain`` (no torch import: the CLI builds its parser from this)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cptpp.config import ConfigError, check_range
 from cptpp.train.config import TrainConfig
@@ -24,22 +24,28 @@ class PretrainConfig:
     validates them).
     """
 
-    hidden: int = 256
-    layers: int = 6
-    state: int = 16
-    max_len: int = 256  # bytes per training window
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 0.1  # on matrices and embeddings only (not norms, biases, A_log, D)
-    warmup_steps: int = 30
-    cooldown: float = 0.2
-    grad_clip: float = 1.0
-    minutes: float = 20.0  # wall-clock budget, evaluations included; 0 = none
-    steps: int = 0  # step budget; 0 = none. Training stops at whichever budget ends first
-    eval_every: int = 25  # steps between held-out evaluations (each also writes the checkpoint)
-    eval_windows: int = 64  # held-out windows per periodic evaluation; the final one uses all
-    heldout_fraction: float = 0.02  # of documents, seeded
-    seed: int = 0
+    hidden: int = field(default=256, metadata={"help": "model width"})
+    layers: int = field(default=6, metadata={"help": "Mamba blocks"})
+    state: int = field(default=16, metadata={"help": "SSM state size per channel"})
+    max_len: int = field(default=256, metadata={"help": "bytes per training window"})
+    batch_size: int = field(default=16, metadata={"help": "windows per optimizer step"})
+    lr: float = field(default=2e-3, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=0.1, metadata={
+        "help": "AdamW weight decay on matrices and embeddings only (not norms, biases, A_log, D)"})
+    warmup_steps: int = field(default=30, metadata={"help": "steps of linear LR warmup"})
+    cooldown: float = field(default=0.2, metadata={
+        "help": "fraction of the budget at the end spent decaying the LR linearly to 0"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max global gradient norm; 0 = no clipping"})
+    minutes: float = field(default=20.0, metadata={
+        "help": "wall-clock budget in minutes, evaluations included; 0 = none"})
+    steps: int = field(default=0, metadata={
+        "help": "step budget; 0 = none (training stops at whichever budget ends first)"})
+    eval_every: int = field(default=25, metadata={
+        "help": "steps between held-out evaluations (each also writes the checkpoint)"})
+    eval_windows: int = field(default=64, metadata={
+        "help": "held-out windows per periodic evaluation (the final one uses all)"})
+    heldout_fraction: float = field(default=0.02, metadata={"help": "seeded fraction of documents held out"})
+    seed: int = field(default=0, metadata={"help": "seed of the held-out split, initialization and batches"})
 
     def __post_init__(self):
         for name in ("hidden", "layers", "state", "batch_size", "eval_every", "eval_windows"):
@@ -52,7 +58,7 @@ class PretrainConfig:
             raise ConfigError("minutes=0 and steps=0 leave training unbounded; set --minutes or --steps")
         self.loop_config()  # lr, weight_decay, warmup_steps, cooldown, grad_clip: checked by the loop's config
 
-    def loop_config(self, out: str | None = None, resume: bool = False, progress: bool = True) -> TrainConfig:
+    def loop_config(self, out: str | None = None, resume: bool = False, progress: bool | None = None) -> TrainConfig:
         """The loop's settings: AdamW (betas 0.9, 0.95), an "epoch" of ``eval_every`` steps, each validated on
         ``eval_windows`` held-out windows; no epoch limit, no early stopping, the last model is the result."""
         return TrainConfig(epochs=0, lr=self.lr, weight_decay=self.weight_decay, optimizer="adamw", betas=(0.9, 0.95),

@@ -32,17 +32,37 @@ def suggest_config(trial) -> tuple[MambaPeftConfig, float] | None:
 
 
 def hybrid_search(run: Callable[[MambaPeftConfig, float], dict[str, Any]], n_trials: int, out: str | Path,
-                  *, seed: int = 0, metric: str = "accuracy") -> dict[str, Any]:
+                  *, seed: int = 0, metric: str = "accuracy", resume: bool = False) -> dict[str, Any]:
     """Run ``n_trials`` of ``run(config, lr) -> fit results``; write ``out/trials.jsonl`` and ``out/best.json``.
 
+    The Optuna study lives in ``out/study.db`` with every finished trial's record, so ``resume=True``
+    continues a killed search: finished trials are kept and only the rest of the budget runs (a trial
+    that was running when the search was killed is left out and run again as a new trial).
     Returns the best record: its config, lr, validation metrics, test metrics and parameter counts.
     """
     import optuna
 
+    from cptpp.config import ConfigError
+
     out = Path(out)
+    db = out / "study.db"
+    if db.exists() and not resume:
+        raise ConfigError(f"{out} already holds a search ({db}); pass --resume to continue it or choose another --out")
+    if resume and not db.exists():
+        raise ConfigError(f"--resume: no search to continue in {out} (no {db.name}); drop --resume to start one")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "trials.jsonl").write_text("")
-    results: dict[int, dict[str, Any]] = {}
+    if not resume:
+        (out / "trials.jsonl").write_text("")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{db.resolve()}"
+    # a resumed search must not replay the first session's random start-up samples
+    n_before = len(optuna.load_study(study_name="mamba-search", storage=storage).trials) if resume else 0
+    study = optuna.create_study(study_name="mamba-search", storage=storage, load_if_exists=resume,
+                                direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed + n_before))
+    finished = _finished(optuna, study.trials)
+    results: dict[int, dict[str, Any]] = {t.number: t.user_attrs["record"] for t in finished
+                                          if "record" in t.user_attrs}
 
     def objective(trial) -> float:
         sampled = suggest_config(trial)
@@ -50,20 +70,25 @@ def hybrid_search(run: Callable[[MambaPeftConfig, float], dict[str, Any]], n_tri
             raise optuna.TrialPruned("no method enabled")
         cfg, lr = sampled
         res = run(cfg, lr)
-        results[trial.number] = {"trial": trial.number, "config": asdict(cfg), "methods": cfg.methods(), "lr": lr,
-                                 "valid": res["valid"], "test": res["test"],
-                                 "trainable_params": res["trainable_params"],
-                                 "trainable_percent": res["trainable_percent"]}
+        record = {"trial": trial.number, "config": asdict(cfg), "methods": cfg.methods(), "lr": lr,
+                  "valid": res["valid"], "test": res["test"], "trainable_params": res["trainable_params"],
+                  "trainable_percent": res["trainable_percent"]}
+        results[trial.number] = record
+        trial.set_user_attr("record", record)
         # The per-trial log holds validation numbers only: selection never sees test.
-        append_jsonl(out / "trials.jsonl", {k: v for k, v in results[trial.number].items() if k != "test"})
+        append_jsonl(out / "trials.jsonl", {k: v for k, v in record.items() if k != "test"})
         return res["valid"][metric]
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=n_trials)
+    study.optimize(objective, n_trials=max(0, n_trials - len(finished)))
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not done:
         raise RuntimeError(f"none of the {n_trials} trials completed; raise the trial budget")
     best = results[study.best_trial.number] | {"n_trials": n_trials, "completed": len(done)}
     write_json(out / "best.json", best)
     return best
+
+
+def _finished(optuna, trials) -> list:
+    """Trials that count against the budget: completed or pruned (not ones killed while running)."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in trials if t.state in states]

@@ -25,7 +25,8 @@ class PefttRunConfig(ModelRunConfig):
         "help": "local Hugging Face model folder, or a model registry name (`cptpp models list`: "
                 "smollm2-135m-instruct, gemma3-270m, multilingual-e5-small, ...), prepared on first use"})
     max_len: int = field(default=64, metadata={"help": "tokens per title with its question (the title is cut)"})
-    method: str = field(default="prompt+adapter", metadata={"help": f"one of: {', '.join(METHODS)}"})
+    method: str = field(default="prompt+adapter", metadata={
+        "help": "what trains: the whole model, a soft prompt, adapters, or both", "choices": METHODS})
     valid_size: int = field(default=0, metadata={"help": "stratified subsample of validation titles (0: all)"})
     test_size: int = field(default=0, metadata={"help": "stratified subsample of test titles (0: all)"})
     epochs: int = field(default=1, metadata={"help": "training epochs"})
@@ -33,7 +34,8 @@ class PefttRunConfig(ModelRunConfig):
     lr: float = field(default=0.0, metadata={
         "help": "learning rate (0: the method's default: full 5e-5, prompt 3e-2, adapter and prompt+adapter 3e-3)"})
     prompt_tokens: int = field(default=10, metadata={"help": "soft prompt length (prompt, prompt+adapter)"})
-    adapter_kind: str = field(default="houlsby", metadata={"help": "houlsby (attention + FFN) or pfeiffer (FFN)"})
+    adapter_kind: str = field(default="houlsby", metadata={
+        "help": "houlsby (attention + FFN) or pfeiffer (FFN)", "choices": ADAPTER_KINDS})
     reduction_factor: int = field(default=16, metadata={"help": "adapter bottleneck = hidden / reduction_factor"})
 
     def __post_init__(self):

@@ -22,8 +22,10 @@ LANGUAGES = {"ner": ("de", "zh", "ar", "hi", "sw", "ja", "ru"), "pos": ("de", "z
 
 @dataclass
 class ToProRunConfig(ModelRunConfig):
-    task: str = field(default="ner", metadata={"help": "ner (PAN-X) or pos (UD-POS)"})
-    method: str = field(default="topro", metadata={"help": f"one of: {', '.join(METHODS)}"})
+    task: str = field(default="ner", metadata={
+        "help": "ner (PAN-X named entities) or pos (UD-POS part-of-speech tags)", "choices": ("ner", "pos")})
+    method: str = field(default="topro", metadata={
+        "help": "topro, or the fine-tuning / prompt-tuning baseline", "choices": METHODS})
     langs: list[str] = field(default_factory=list, metadata={
         "help": "zero-shot languages, comma-separated (ner: de,zh,ar,hi,sw,ja,ru; pos: de,zh,ar,hi,ja)"})
     eval_size: int = field(default=0, metadata={"help": "seeded subsample of every evaluation set (0: all)"})

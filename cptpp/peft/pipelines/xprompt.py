@@ -31,7 +31,7 @@ def _check_ratios(name: str, ratios: list[float]) -> None:
 
 @dataclass
 class XPromptRunConfig(ModelRunConfig):
-    task: str = field(default="RTE", metadata={"help": f"SuperGLUE task: {', '.join(TASKS)}"})
+    task: str = field(default="RTE", metadata={"help": "SuperGLUE task", "choices": TASKS})
     valid_size: int = field(default=0, metadata={"help": "seeded subsample of validation examples (0: all)"})
     test_size: int = field(default=0, metadata={"help": "seeded subsample of test examples (0: all)"})
     batch_size: int = field(default=16, metadata={"help": "training batch size (also the importance-score batch)"})
