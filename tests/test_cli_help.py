@@ -78,7 +78,7 @@ def test_help_gives_per_model_defaults_and_the_ks_format():
     flat = " ".join(train.split())
     assert "--layers INT propagation layers (default: per model (mf 0, lightgcn 3, sgl 3, simgcl 2, xsimgcl 2))" \
         in flat
-    assert "tau" in flat and "per model (sgl 0.2, simgcl 0.2, xsimgcl 0.15" in flat
+    assert "tau" in flat and "per model (sgl 0.5, simgcl 0.2, xsimgcl 0.15" in flat
     assert "--ks K,K,... ranking cutoffs, comma-separated: 5,10,20" in flat
     pretrain = " ".join(_commands()["pretrain"].format_help().split())
     assert "best validation metric (--save best, the default) or of the last epoch (--save last)" in pretrain
@@ -87,7 +87,7 @@ def test_help_gives_per_model_defaults_and_the_ks_format():
         assert family in top
 
 
-RUNS = ("train", "pretrain", "prompt-tune", "code-tune", "mamba-search", "mamba-pretrain",
+RUNS = ("train", "pretrain", "prompt-tune", "search", "code-tune", "mamba-search", "mamba-pretrain",
         "xprompt", "topro", "peftt", "prompt-attention")
 
 
@@ -132,7 +132,7 @@ def test_config_file_supplies_options_of_hand_written_commands(tmp_path, capsys)
     cfg = tmp_path / "tune.json"
     cfg.write_text(json.dumps({"task": "translation", "method": "lora", "model": str(tmp_path / "no-model")}))
     assert main(["code-tune", "--config", str(cfg)]) == 2  # the required options came from the file
-    assert f"--model {tmp_path / 'no-model'}: not a local Hugging Face model folder" in capsys.readouterr().err
+    assert f"--model '{tmp_path / 'no-model'}': not a local" in capsys.readouterr().err
     cfg.write_text(json.dumps({"task": "sql"}))
     assert main(["code-tune", "--config", str(cfg)]) == 2
     assert "task='sql' is not valid; choose one of: translation, assert" in capsys.readouterr().err

@@ -22,8 +22,8 @@ from cptpp.cli import main
 
 N_RATINGS = 160  # generated ratings files
 N_SOURCES = 160  # generated source files (java + python)
-TRAIN = ["--epochs", "1", "--model", "mf", "--layers", "0", "--dim", "2", "--batch-size", "512",
-         "--progress", "false", "--ks", "5"]
+TRAIN = ["--epochs", "1", "--recommender", "mf", "--layers", "0", "--dim", "2", "--batch-size", "512",
+         "--no-progress", "--ks", "5"]
 
 
 def _valid_ratings(rng: random.Random) -> bytes:
@@ -197,7 +197,7 @@ def test_fuzz_cpg_on_malformed_sources(sandbox):
         path = sandbox / f"s{k}{suffix}"
         path.write_bytes(data)
         before = _snapshot(sandbox)
-        extra = rng.choice([[], ["--format", "dot"], ["--max-nodes", "7"], ["--method", "f"], ["--normalize-labels"]])
+        extra = rng.choice([[], ["--format", "dot"], ["--max-nodes", "7"], ["--function", "f"], ["--normalize-labels"]])
         rc, out, err = _run(["cpg", str(path), *extra])
         assert rc in (0, 2) and "Traceback" not in err, (k, data[:200], extra, rc, err[-2000:])
         assert _snapshot(sandbox) == before, (k, data[:200])

@@ -40,7 +40,7 @@ def test_parse_space_kinds_and_errors():
 
 
 def _search(csv, out, *extra):
-    return main(["search", "--dataset", str(csv), "--rating-threshold", "0", "--model", "mf", "--layers", "0",
+    return main(["search", "--dataset", str(csv), "--rating-threshold", "0", "--recommender", "mf", "--layers", "0",
                  "--dim", "8", "--batch-size", "64", "--epochs", "2", "--out", str(out), *extra])
 
 
@@ -55,14 +55,15 @@ def test_grid_search_scores_trials_on_validation_and_resumes(ratings_csv, tmp_pa
     assert set(by_lr) == {0.001, 0.05}
     best = json.loads((out / "best_config.json").read_text())
     top = max(r["valid"]["recall@20"] for r in by_lr.values())
-    assert by_lr[best["lr"]]["valid"]["recall@20"] == top and best["model"] == "mf" and "out" not in best
+    assert by_lr[best["lr"]]["valid"]["recall@20"] == top and best["recommender"] == "mf" and "out" not in best
     table = (out / "results.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| 1 ") or line.startswith("| 2 ")]
     assert len(rows) == 2 and f"| {top:.4f} |" in rows[0]
     # rerunning the same command trains nothing new
     stamps = {r: (r / "results.json").stat().st_mtime_ns for r in runs}
     capsys.readouterr()
-    assert _search(ratings_csv, out, "--sampler", "grid", "--space", "lr=choice:0.001,0.05") == 0
+    assert _search(ratings_csv, out, "--sampler", "grid", "--space", "lr=choice:0.001,0.05") == 2  # not --resume
+    assert _search(ratings_csv, out, "--sampler", "grid", "--space", "lr=choice:0.001,0.05", "--resume") == 0
     assert "trial " not in capsys.readouterr().err
     assert {r: (r / "results.json").stat().st_mtime_ns for r in runs} == stamps
 
@@ -79,7 +80,7 @@ def test_killed_trial_is_retried_with_its_values(ratings_csv, tmp_path, sampler)
     else:
         study.ask({"lr": optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)})
         space = "lr=logfloat:1e-3:1e-1"
-    assert _search(ratings_csv, out, "--space", space, "--trials", "2", "--sampler", sampler) == 0
+    assert _search(ratings_csv, out, "--space", space, "--trials", "2", "--sampler", sampler, "--resume") == 0
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{out / 'study.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 2 and 0.02 in [t.params["lr"] for t in done]

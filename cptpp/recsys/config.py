@@ -73,7 +73,8 @@ class DataConfig:
     valid_ratio: float = field(default=0.1, metadata={
         "help": "fraction of each user's training interactions held out for validation when the dataset "
                 "has no validation split"})
-    rating_threshold: float | str | None = field(default=None, metadata={"help": RATING_THRESHOLD_HELP})
+    rating_threshold: float | str | None = field(default=None, metadata={
+        "help": RATING_THRESHOLD_HELP, "default": "4 where the file has ratings"})
     kcore: int = field(default=0, metadata={
         "help": "keep only users and items with at least K interactions before splitting; 0 = no filter"})
     device: str = field(default="auto", metadata={

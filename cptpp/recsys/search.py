@@ -12,7 +12,7 @@ choose. What RecBole's ``run_hyper`` offers, with Optuna underneath:
   ``float:lo:hi``, ``logfloat:lo:hi`` or ``int:lo:hi``; ``--sampler tpe|random|grid`` (grid needs
   only ``choice`` spaces and runs every combination).
 * Resumable: the study lives in ``OUT/study.db`` (SQLite) and trial ``k``'s run in
-  ``OUT/trials/<params hash>/``; rerunning the same command continues until ``--trials`` trials
+  ``OUT/trials/<params hash>/``; the same command plus ``--resume`` continues until ``--trials`` trials
   are complete — a trial killed mid-run is retried with the same values and resumes from its
   checkpoint, and a finished run is never trained twice. One search process per ``OUT``.
 * ``OUT/results.md``: every trial ranked by the validation metric; ``OUT/best_config.json``:
@@ -106,7 +106,10 @@ def add_parser(sub) -> None:
                    help="a searched option: KEY=choice:a,b | float:lo:hi | logfloat:lo:hi | int:lo:hi (repeatable)")
     p.add_argument("--trials", type=int, default=20, help="complete trials wanted in the study (default 20; "
                    "grid: every combination)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                   help="tpe (Optuna's default), random, or grid (every combination of choice spaces; default tpe)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the study in --out: finished trials are kept, a killed one is retried and resumes")
     p.add_argument("--search-seed", type=int, default=0, help="the sampler's seed (default 0)")
     p.add_argument("--config", help="JSON file of flat train options held fixed; command-line options override it")
     add_dataclass_options(p, *CONFIG_CLASSES, skip=("resume",))
@@ -130,6 +133,11 @@ def run_search(args) -> int:
     if not fixed.get("out"):
         raise ConfigError("cptpp search needs --out DIR (the study and every trial's run live there)")
     out = Path(fixed.pop("out"))
+    fixed.pop("resume", None)  # the study's resume, not a trial's: each trial resumes its own run
+    if (out / "study.db").exists() and not args.resume:
+        raise ConfigError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
+    if args.resume and not (out / "study.db").exists():
+        raise ConfigError(f"nothing to resume in {out} (no study.db); check --out")
     spaces = [parse_space(s, keys - {"out", "resume"}) for s in args.space]
     if not spaces:
         raise ConfigError("give at least one --space KEY=SPEC (e.g. --space lr=logfloat:1e-4:1e-2)")
