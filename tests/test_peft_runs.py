@@ -52,7 +52,8 @@ def models(tmp_path_factory):
     """Tiny random BERT encoders saved with their tokenizers: ``bytes`` (SuperGLUE, TNCC), ``words`` (ToPro)."""
     root = tmp_path_factory.mktemp("tiny_models")
     for name, tok in (("bytes", byte_tokenizer()), ("words", wordpiece_tokenizer())):
-        cfg = transformers.BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+        # headroom: a special token missing from the vocab (e.g. [PAD]) gets the next id when the tokenizer is saved
+        cfg = transformers.BertConfig(vocab_size=len(tok) + 8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                       intermediate_size=32, max_position_embeddings=96, hidden_dropout_prob=0.0,
                                       attention_probs_dropout_prob=0.0)
         torch.manual_seed(0)
@@ -117,11 +118,27 @@ def test_xprompt_end_to_end(models, tmp_path, capsys):
     assert "lr_pt: 0.05 in the run, 0.1 now" in capsys.readouterr().err
 
 
-def test_xprompt_killed_mid_stage_resumes_to_the_same_results(models, tmp_path):
-    need("text", "superglue")
+def topro_args(models, out) -> list[str]:
+    return ["topro", "--out", str(out), "--model", str(models / "words"), "--task", "ner", "--method", "prompt",
+            "--langs", "de", "--train-size", "8", "--eval-size", "4", "--epochs", "4", "--max-len", "64",
+            "--prompt-tokens", "3", "--device", "cpu", "--threads", "1", "--seed", "3"]
+
+
+def peftt_args(models, out) -> list[str]:
+    return ["peftt", "--out", str(out), "--model", str(models / "bytes"), "--method", "prompt+adapter",
+            "--train-size", "24", "--valid-size", "12", "--test-size", "12", "--max-len", "32", "--epochs", "4",
+            "--prompt-tokens", "2", "--reduction-factor", "4", "--device", "cpu", "--threads", "1", "--seed", "3"]
+
+
+@pytest.mark.parametrize("args_of,data", [
+    (xprompt_args, "superglue"),
+    (topro_args, "wikiann-panx"),
+    (peftt_args, "tncc-title")], ids=["xprompt", "topro", "peftt"])
+def test_killed_mid_stage_resumes_to_the_same_results(models, tmp_path, args_of, data):
+    need("text", data)
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "cptpp.cli", *xprompt_args(models, killed)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "cptpp.cli", *args_of(models, killed)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # any stage's checkpoint.pt exists only while that stage trains (a finished stage keeps final.pt)
     checkpoints = lambda: list(killed.glob("stages/*/checkpoint.pt"))  # noqa: E731
@@ -136,13 +153,13 @@ def test_xprompt_killed_mid_stage_resumes_to_the_same_results(models, tmp_path):
     before_kill = read_jsonl(stage / "metrics.jsonl")
     assert len(before_kill) >= 1  # with at least one epoch of that stage done
 
-    assert main(xprompt_args(models, killed) + ["--resume"]) == 0
+    assert main(args_of(models, killed) + ["--resume"]) == 0
     # the stage continued from its checkpoint: the epochs done before the kill kept their records (timings too)
     resumed = [{k: v for k, v in r.items() if k != "stage"} for r in read_jsonl(killed / "metrics.jsonl")
                if r["stage"] == stage.name]
     assert resumed[:len(before_kill)] == before_kill
     straight = tmp_path / "straight"
-    assert main(xprompt_args(models, straight)) == 0
+    assert main(args_of(models, straight)) == 0
     assert (killed / "results.json").read_text() == (straight / "results.json").read_text()
     strip = lambda recs: [{k: v for k, v in r.items() if "seconds" not in k} for r in recs]  # noqa: E731
     assert strip(read_jsonl(killed / "metrics.jsonl")) == strip(read_jsonl(straight / "metrics.jsonl"))

@@ -166,7 +166,6 @@ def side_cptpp(variant: str, args) -> dict:
     """cptpp's RecTask with the shared loop's optimizer, one epoch / one evaluation at a time."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from dataclasses import asdict
 
     from cptpp.recsys.datasets import load_dataset
@@ -295,7 +294,6 @@ def main(argv=None) -> int:
     if args.side is None:
         if not os.environ.get("CPTPP_DATA_MIRROR") and (ROOT.parent / "shared" / "data").is_dir():
             os.environ["CPTPP_DATA_MIRROR"] = str(ROOT.parent / "shared" / "data")
-        sys.path.insert(0, str(ROOT))
         return driver(args)
     side, variant = args.side.split(":")
     res = (side_recbole if side == "recbole" else side_cptpp)(variant, args)

@@ -192,12 +192,15 @@ class TokenTask(TaggingTask):
                  batch_size: int = 16, eval_batch_size: int = 64, device: torch.device | str = "cpu"):
         super().__init__(splits, device)
         check_range("batch_size", batch_size, 1)
-        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length
+        # the soft prompt's tokens share the model's positions with the words: leave room for them
+        n_prompt = model.prompt.num_tokens if model.prompt is not None else 0
+        check_range("max_length", max_length - n_prompt, 1)
+        self.model, self.tokenizer, self.max_length = model, tokenizer, max_length - n_prompt
         self.tags = TAGS[splits.task]
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
         self.pad_id = pad_token_id(tokenizer)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.train_items = encode_words(tokenizer, splits.train, self.tag_index, max_length)
+        self.train_items = encode_words(tokenizer, splits.train, self.tag_index, self.max_length)
 
     def batches(self, epoch: int, generator: torch.Generator) -> list[WordBatch]:
         order = torch.randperm(len(self.train_items), generator=generator).tolist()
