@@ -30,7 +30,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from cptpp.config import ConfigError
 from cptpp.io import _atomic_write
@@ -46,6 +46,19 @@ class ChecksumError(ValueError):
 
 class DownloadError(FileNotFoundError):
     """A file is not available locally and could not be downloaded; the message says what to do."""
+
+
+def numbered_lines(path: str | Path, expected_sha256: str | None = None) -> Iterator[tuple[int, str]]:
+    """``(line number, line without its end)`` for each non-blank line of a UTF-8 text file, after checking
+    its sha256 when one is given: the one reading loop of every line-based loader."""
+    path = Path(path)
+    if expected_sha256 is not None:
+        verify_sha256(path, expected_sha256, hint="not the published copy")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield lineno, line
 
 
 class MalformedLineError(ValueError):

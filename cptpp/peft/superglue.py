@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cptpp.data_catalog import find_data
-from cptpp.download import MalformedLineError, verify_sha256
+from cptpp.download import MalformedLineError, numbered_lines
 from cptpp.config import ConfigError, check_choice, check_range
 from cptpp.peft.classification import ClassificationTask, Example, accuracy, encode, f1_binary, f1_macro
 from cptpp.train.batching import pad_token_id
@@ -54,23 +54,16 @@ def find_file(relpath: str, root: str | Path | None = None, verify: bool = True)
 
 def read_jsonl(path: str | Path, expected_sha256: str | None = None) -> list[dict]:
     """Records of a JSON-lines file; a checksum mismatch or a bad line is an error naming file and line."""
-    path = Path(path)
-    if expected_sha256 is not None:
-        verify_sha256(path, expected_sha256, hint="not the published copy")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MalformedLineError(path, lineno, line.rstrip("\r\n"), "one JSON object per line",
-                                         f"{e.msg} at column {e.colno}") from None
-            if not isinstance(rec, dict):
-                raise MalformedLineError(path, lineno, line.rstrip("\r\n"), "one JSON object per line",
-                                         f"a JSON {type(rec).__name__}")
-            records.append(rec)
+    for lineno, line in numbered_lines(path, expected_sha256):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise MalformedLineError(path, lineno, line, "one JSON object per line",
+                                     f"{e.msg} at column {e.colno}") from None
+        if not isinstance(rec, dict):
+            raise MalformedLineError(path, lineno, line, "one JSON object per line", f"a JSON {type(rec).__name__}")
+        records.append(rec)
     return records
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from cptpp.data_catalog import find_data
-from cptpp.download import MalformedLineError, verify_sha256
+from cptpp.download import MalformedLineError, numbered_lines
 from cptpp.config import ConfigError, check_choice
 from cptpp.peft.classification import ClassificationTask, Example, accuracy, encode, f1_macro, verbalizer_ids
 from cptpp.train.batching import pad_token_id
@@ -38,23 +38,14 @@ class Title:
 
 def read_tncc(path: str | Path, expected_sha256: str | None = None) -> list[Title]:
     """Titles of one file; an unknown label or a line without a tab is an error naming file and line."""
-    path = Path(path)
-    if expected_sha256 is not None:
-        verify_sha256(path, expected_sha256, hint="not the published copy")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            label, sep, text = line.partition("\t")
-            if not sep or not text.strip():
-                raise MalformedLineError(path, lineno, line, "'<Label><TAB><title>'",
-                                         "no tab" if not sep else "empty title")
-            if label not in LABELS:
-                raise MalformedLineError(path, lineno, line, f"a label in {', '.join(LABELS)}",
-                                         f"unknown label {label!r}")
-            out.append(Title(text.strip(), LABELS.index(label)))
+    for lineno, line in numbered_lines(path, expected_sha256):
+        label, sep, text = line.partition("\t")
+        if not sep or not text.strip():
+            raise MalformedLineError(path, lineno, line, "'<Label><TAB><title>'", "no tab" if not sep else "empty title")
+        if label not in LABELS:
+            raise MalformedLineError(path, lineno, line, f"a label in {', '.join(LABELS)}", f"unknown label {label!r}")
+        out.append(Title(text.strip(), LABELS.index(label)))
     return out
 
 
