@@ -264,3 +264,30 @@ def test_prompt_attention_study_averages_the_per_seed_runs(tmp_path):
         assert row["test_accuracy"] == pytest.approx(sum(accs) / 2)
         assert (row["min_accuracy"], row["max_accuracy"]) == (min(accs), max(accs))
     assert (tmp_path / "table" / "prompt_attention.md").read_text().count("| linear head |") == 3
+
+
+def test_prompt_attention_killed_between_settings_resumes_to_the_same_results(tmp_path):
+    # the study's unit of work is one setting (every model trained on one data set): a killed study keeps the
+    # settings it finished and trains the rest on --resume
+    def args(out):
+        return ["prompt-attention", "--out", str(out), "--n-train", "8,16,32", "--noise", "0,1", "--fractions", "0.3",
+                "--fixed-n", "8", "--seq-len", "6", "--dim", "8", "--steps", "60", "--seed", "2"]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "cptpp.cli", *args(killed)], cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    done = lambda: list(killed.glob("stages/*/result.json"))  # noqa: E731
+    deadline = time.time() + 120
+    while not done() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    err = proc.communicate()[1].decode()
+    assert done(), f"the study never finished a setting: {err[-2000:]}"
+    assert not (killed / "results.json").exists()
+    kept = {p: p.read_text() for p in done()}
+    assert main(args(killed) + ["--resume"]) == 0
+    assert all(p.read_text() == text for p, text in kept.items())  # finished settings were not retrained
+    straight = tmp_path / "straight"
+    assert main(args(straight)) == 0
+    assert (killed / "results.json").read_text() == (straight / "results.json").read_text()
