@@ -11,7 +11,6 @@ import math
 import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cptpp.cli import main
@@ -24,19 +23,6 @@ TINY = ["--dim", "4", "--batch-size", "64", "--no-progress"]
 @pytest.fixture(autouse=True)
 def _isolated_data_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("CPTPP_DATA_HOME", str(tmp_path / "cache"))
-
-
-@pytest.fixture
-def ratings_csv(tmp_path):
-    """40 users x 12 items each, ratings 1..5, with a header line."""
-    rng = np.random.default_rng(0)
-    rows = ["user,item,rating"]
-    for u in range(40):
-        for i in rng.choice(60, 12, replace=False):
-            rows.append(f"u{u},i{i},{rng.integers(1, 6)}")
-    path = tmp_path / "ratings.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 def _train(csv, out, *extra):

@@ -1,22 +1,9 @@
 """`cptpp train` end to end on a user CSV, and its errors for bad options."""
 import json
 
-import numpy as np
 import pytest
 
 from cptpp.cli import main
-
-
-@pytest.fixture
-def ratings_csv(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = ["user,item,rating"]
-    for u in range(40):
-        for i in rng.choice(60, 12, replace=False):
-            rows.append(f"u{u},i{i},{rng.integers(1, 6)}")
-    path = tmp_path / "ratings.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 def test_train_end_to_end_writes_results(ratings_csv, tmp_path, capsys):

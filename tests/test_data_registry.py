@@ -3,12 +3,10 @@ files; the registry's hashes against the mirror's files and SOURCE.txt; no absol
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import re
 import shutil
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -34,28 +32,6 @@ def dirs(tmp_path, monkeypatch):
     return mirror, cache
 
 
-@pytest.fixture
-def server(tmp_path):
-    """Serve ``tmp_path/srv`` on 127.0.0.1; yields (folder, base URL)."""
-    root = tmp_path / "srv"
-    root.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        yield root, f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def _put(path: Path, data: bytes = BODY) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -65,9 +41,9 @@ def _put(path: Path, data: bytes = BODY) -> Path:
 # ---------------------------------------------------------------- resolution order
 
 
-def test_mirror_beats_cache_beats_download(dirs, server):
+def test_mirror_beats_cache_beats_download(dirs, http_dir):
     mirror, cache = dirs
-    srv, base = server
+    srv, base = http_dir
     _put(srv / "words.txt")
     spec = DataSpec("text", "toy/set", (RemoteFile("words.txt", f"{base}/words.txt", SHA),))
     # nothing local: downloaded into the cache, verified
@@ -125,10 +101,10 @@ def test_release_without_per_file_url_says_what_to_download(dirs):
     assert spec.path("x.tsv") == cache / "text" / "toy" / "x.tsv"
 
 
-def test_archive_member_of_an_official_zip(dirs, server):
+def test_archive_member_of_an_official_zip(dirs, http_dir):
     import zipfile
 
-    srv, base = server
+    srv, base = http_dir
     with zipfile.ZipFile(srv / "RTE.zip", "w") as zf:
         zf.writestr("RTE/val.jsonl", BODY)
         zf.writestr("RTE/test.jsonl", b"{}\n")

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.server
 import io
 import os
-import threading
 import zipfile
 from pathlib import Path
 
@@ -285,29 +283,6 @@ def test_registry_covers_the_issue_list():
 
 
 # ----------------------------------------------------------------------- resolution / download
-
-
-@pytest.fixture
-def http_dir(tmp_path):
-    """Serve ``tmp_path/srv`` on 127.0.0.1; yields (folder, base_url)."""
-    root = tmp_path / "srv"
-    root.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _sha(data: bytes) -> str:

@@ -1,7 +1,7 @@
 """`cptpp search`: spaces parse or fail clearly, trials are `train` runs scored on validation, resume."""
 import json
 
-import numpy as np
+from tests.conftest import write_ratings_csv
 import pytest
 
 from cptpp.cli import main
@@ -13,14 +13,7 @@ optuna = pytest.importorskip("optuna")
 
 @pytest.fixture
 def ratings_csv(tmp_path):
-    rng = np.random.default_rng(0)
-    rows = ["user,item,rating"]
-    for u in range(30):
-        for i in rng.choice(40, 10, replace=False):
-            rows.append(f"u{u},i{i},5")
-    path = tmp_path / "ratings.csv"
-    path.write_text("\n".join(rows) + "\n")
-    return path
+    return write_ratings_csv(tmp_path / "ratings.csv", users=30, items=40, per_user=10, rating=5)
 
 
 def test_parse_space_kinds_and_errors():
