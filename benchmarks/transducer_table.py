@@ -249,7 +249,7 @@ def main(argv=None) -> int:
             p.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
     start = time.process_time()
     start_wall = time.perf_counter()
-    name = args.model
+    name = args.model  # recorded as given: a registry name, not this machine's cache path
     if args.model == "smollm2":
         args.model = str(smollm2_dir())
     from transformers import AutoConfig
@@ -297,7 +297,7 @@ def main(argv=None) -> int:
     print(f"total {total:.0f} CPU-s, {time.perf_counter() - start_wall:.0f} s wall")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "note": note, "rows": rows,
+    out.with_suffix(".json").write_text(json.dumps({"args": {**vars(args), "model": name}, "note": note, "rows": rows,
                                                     "cpu_seconds": total}, indent=1) + "\n")
     command = " ".join(["benchmarks/transducer_table.py", *(argv if argv is not None else sys.argv[1:])])
     out.with_suffix(".md").write_text(md + f"\nTotal {total:.0f} CPU-seconds, all processes; command: `{command}`.\n")

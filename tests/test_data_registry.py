@@ -180,7 +180,7 @@ def test_registered_hashes_match_the_mirror_files_and_their_source_txt():
 
 # a path rooted in a machine's work area or a user's home (w-o-r-k, h-o-m-e, U-s-e-r-s under the root; spelled
 # apart so that this file does not match itself), not preceded by a word, '.', '~', '/' or '-' (URLs, ~/...)
-_UNIX = re.compile(r"(?<![\w.~/-])/(?:" + "|".join(["wo" + "rk", "ho" + "me", "Us" + "ers"]) + r")/[\w.-]")
+_UNIX = re.compile(r"(?<![\w.~/-])/(?:" + "|".join(["wo" + "rk", "ho" + "me", "Us" + "ers", "ro" + "ot"]) + r")/[\w.-]")
 _WINDOWS = re.compile(r"(?<![\w])[A-Z]:\\{1,2}(?:Users|Documents and Settings|ProgramData|Program Files)\b")
 _TMP_DEFAULT = re.compile(r"""["']/t""" + r"""mp/""")  # a /t-m-p path as a string literal in code: a machine default
 
@@ -196,6 +196,8 @@ def _absolute_paths(rel: str, text: str) -> list[str]:
 def test_the_path_pattern_catches_and_spares():
     home = "/" + "home" + "/ann/data"
     assert _absolute_paths("a.md", f"set DATA={home}\n") == [f"a.md:1: set DATA={home}"]
+    cache = "/" + "root" + "/.cache/cptpp/models/m"
+    assert _absolute_paths("a.json", f'"model": "{cache}"\n') == [f'a.json:1: "model": "{cache}"']
     assert _absolute_paths("a.py", "x = 1\nroot = '/" + "tmp/peer'\n") == ["a.py:2: root = '/" + "tmp/peer'"]
     drive = "C:" + "\\"
     assert _absolute_paths("a.md", drive + "Users" + "\\ann") and _absolute_paths("a.py", f'"{drive}\\Users"')
