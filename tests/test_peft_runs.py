@@ -74,6 +74,23 @@ def xprompt_args(models, out) -> list[str]:
             "--epochs-retrain", "2", "--lr-pt", "0.05", "--device", "cpu", "--threads", "1", "--seed", "3"]
 
 
+def kill_once_written(argv: list[str], out: Path, pattern: str) -> list[Path]:
+    """Run ``cptpp argv`` in a subprocess, SIGKILL it as soon as a file matching ``pattern`` exists under
+    ``out``, and return those files; the run must not have finished (no results.json)."""
+    proc = subprocess.Popen([sys.executable, "-m", "cptpp.cli", *argv], cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list(out.glob(pattern)) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    err = proc.communicate()[1].decode()
+    written = list(out.glob(pattern))
+    assert written, f"the run never wrote {pattern}: {err[-2000:]}"
+    assert not (out / "results.json").exists()  # killed mid-run
+    return written
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -137,19 +154,8 @@ def peftt_args(models, out) -> list[str]:
 def test_killed_mid_stage_resumes_to_the_same_results(models, tmp_path, args_of, data):
     need("text", data)
     killed = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "cptpp.cli", *args_of(models, killed)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # any stage's checkpoint.pt exists only while that stage trains (a finished stage keeps final.pt)
-    checkpoints = lambda: list(killed.glob("stages/*/checkpoint.pt"))  # noqa: E731
-    deadline = time.time() + 120
-    while not checkpoints() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    err = proc.communicate()[1].decode()
-    assert checkpoints(), f"the run never wrote a checkpoint: {err[-2000:]}"
-    assert not (killed / "results.json").exists()  # killed mid-run
-    stage = checkpoints()[0].parent
+    stage = kill_once_written(args_of(models, killed), killed, "stages/*/checkpoint.pt")[0].parent
     before_kill = read_jsonl(stage / "metrics.jsonl")
     assert len(before_kill) >= 1  # with at least one epoch of that stage done
 
@@ -274,18 +280,7 @@ def test_prompt_attention_killed_between_settings_resumes_to_the_same_results(tm
                 "--fixed-n", "8", "--seq-len", "6", "--dim", "8", "--steps", "60", "--seed", "2"]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "cptpp.cli", *args(killed)], cwd=ROOT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    done = lambda: list(killed.glob("stages/*/result.json"))  # noqa: E731
-    deadline = time.time() + 120
-    while not done() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    err = proc.communicate()[1].decode()
-    assert done(), f"the study never finished a setting: {err[-2000:]}"
-    assert not (killed / "results.json").exists()
-    kept = {p: p.read_text() for p in done()}
+    kept = {p: p.read_text() for p in kill_once_written(args(killed), killed, "stages/*/result.json")}
     assert main(args(killed) + ["--resume"]) == 0
     assert all(p.read_text() == text for p, text in kept.items())  # finished settings were not retrained
     straight = tmp_path / "straight"
