@@ -88,6 +88,27 @@ def from_dict(cls: type[C], data: dict[str, Any], *, source: str = "config") -> 
     return cls(**kwargs)
 
 
+MISSING = object()  # a key one side of a config comparison does not have
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every leaf where two nested JSON configs differ, keys in
+    order; a side without the key gives :data:`MISSING`. What a resumed run compares with its saved one."""
+    old_flat, new_flat = _flatten(old), _flatten(new)
+    pairs = ((k, old_flat.get(k, MISSING), new_flat.get(k, MISSING)) for k in sorted(set(old_flat) | set(new_flat)))
+    return [(k, a, b) for k, a, b in pairs if a != b]
+
+
 def load_json_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:

@@ -40,7 +40,7 @@ from typing import Any, Iterable, Protocol
 import numpy as np
 import torch
 
-from cptpp.config import ConfigError, check_choice
+from cptpp.config import MISSING, ConfigError, check_choice, config_differences
 from cptpp.io import append_jsonl, load_torch, remove_stale_temp_files, save_torch, write_json
 from cptpp.train import distributed as dist
 from cptpp.train.allocator import keep_freed_memory
@@ -192,31 +192,16 @@ def check_resumable(out: str | Path) -> None:
         raise ConfigError(f"nothing to resume in {out} ({why}); check --out, or drop --resume to start a new run")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 def check_same_run(out: Path, saved: dict[str, Any], new: dict[str, Any], epochs_done: int,
                    may_change: Iterable[str] = ()) -> None:
     """Refuse to resume the run saved in ``out`` with settings other than :data:`RESUMABLE_CHANGES` and
     ``may_change`` (flattened keys of the task's ``run_config``, e.g. its own budget)."""
     allowed = set(RESUMABLE_CHANGES) | set(may_change)
-    old_flat, new_flat = _flatten(saved), _flatten(json.loads(json.dumps(new)))
-    missing = object()
-    diffs = []
-    for key in sorted(set(old_flat) | set(new_flat)):
-        old, cur = old_flat.get(key, missing), new_flat.get(key, missing)
-        if old == cur or key in allowed:
-            continue
-        shown = ["(none)" if v is missing else json.dumps(v) for v in (old, cur)]
-        diffs.append(f"{key}: {shown[0]} -> {shown[1]}")
-    epochs = new_flat.get("train.epochs")
+    new = json.loads(json.dumps(new))  # tuples -> lists, as stored
+    shown = lambda v: "(none)" if v is MISSING else json.dumps(v)  # noqa: E731
+    diffs = [f"{key}: {shown(old)} -> {shown(cur)}" for key, old, cur in config_differences(saved, new)
+             if key not in allowed]
+    epochs = new.get("train", {}).get("epochs")
     if isinstance(epochs, int) and 0 < epochs < epochs_done:
         diffs.append(f"train.epochs: {epochs} is below the {epochs_done} epochs already run")
     if diffs:

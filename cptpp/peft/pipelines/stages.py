@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cptpp.config import ConfigError, check_range
+from cptpp.config import MISSING, ConfigError, check_range, config_differences
 
 FIT_KEYS = ("valid", "test", "best_epoch", "epochs_run", "stopped_early")  # fit's results minus its timing
 
@@ -47,18 +47,6 @@ def size_or_none(n: int) -> int | None:
     return n or None
 
 
-def _diff(stored: dict, current: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(stored) | set(current))
-    out = []
-    for k in keys:
-        a, b = stored.get(k), current.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k}: {a!r} in the run, {b!r} now")
-    return out
-
-
 class StageRun:
     """A pipeline's run folder (see the module docstring). ``config`` is JSON-serializable."""
 
@@ -72,7 +60,9 @@ class StageRun:
             if not resume:
                 raise ConfigError(f"{self.out} already holds a run; pass --resume to continue it "
                                   "or choose another --out")
-            diff = _diff(json.loads(cfg_path.read_text()), config)
+            shown = lambda v: None if v is MISSING else v  # noqa: E731
+            diff = [f"{key}: {shown(a)!r} in the run, {shown(b)!r} now"
+                    for key, a, b in config_differences(json.loads(cfg_path.read_text()), config)]
             if diff:
                 raise ConfigError(f"--resume: the config differs from the run in {self.out}: {'; '.join(diff)}")
         else:
