@@ -2,11 +2,12 @@
 
     python benchmarks/peftt_table.py --seeds 0,1 --runs runs/peftt_table          # then, if killed: add --resume
 
-Recorded command (Gemma 3 270M, the model whose tokenizer reads Tibetan best; see the comparison the table
-prints; ~2 CPU-hours at one thread, estimated from single-thread step times measured on a shared machine):
+Recorded command (Gemma 3 270M, the model whose tokenizer reads Tibetan best, see the comparison the table
+prints; two seeds; estimated ~1.9 CPU-hours at one thread, see the sizing notes below). Its options are the
+defaults:
 
-    nohup nice -n 19 python benchmarks/peftt_table.py --model gemma3-270m --seeds 0,1 \\
-        --methods probe,prompt,adapter,prompt+adapter --max-train 1200 --max-valid 300 --max-test 0 \\
+    nohup nice -n 19 python benchmarks/peftt_table.py --model gemma3-270m --seeds 0,1 \
+        --methods probe,prompt,adapter,prompt+adapter --max-train 800 --max-valid 200 --max-test 0 \
         --max-length 64 --epochs 1 --threads 1 --runs runs/peftt_table --resume > runs/peftt_table.log 2>&1 &
 
 The backbone is chosen by how its tokenizer reads the training titles (:func:`cptpp.peft.tncc.tokenizer_coverage`,
@@ -24,6 +25,16 @@ into the results. The probe is a linear head on the frozen backbone's last-token
 Each (method, seed) is one `cptpp peftt` run (``cptpp.peft.pipelines.peftt``) in ``--runs``/<method>-seed<seed>;
 ``--resume`` continues killed runs and reads finished ones back (a finished run is never redone). CPU time per
 run comes from its timing.json. Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR``.
+
+Sizing notes (gemma3-270m, one thread, nice 19 beside two busy processes, 2026-12-03; CPU seconds): with the
+tsheg restored a title with its question is 54 tokens at the median (p90 74, p99 96; cut at 64). A training
+step of 8 titles costs ~10.8 ms per token with adapters (4.7 s for 432 tokens), ~13.8 with prompt + adapter
+(6.0 s, 10 prompt positions per title uncounted); a forward pass ~5.3 ms per token (the probe's features,
+every evaluation). Per seed: probe ~9 min (one forward pass over 800 + 200 + 927 titles), prompt ~17,
+adapter ~14, prompt+adapter ~17 (one epoch over 800 titles, validation once, the 927 test titles once): ~56
+min, two seeds ~1.9 CPU-hours. The whole training split (7,422 titles) does not fit beside the other methods:
+one adapter epoch over it is ~75 CPU-minutes; ``full`` (AdamW over 268M parameters) is left out for the same
+reason.
 
 Writes benchmarks/results/peftt_table.{json,md}.
 """
@@ -102,11 +113,13 @@ def markdown(results: dict) -> str:
                   f"{format_mean_std(r['macro_f1'])} | {'✓' if r['clearly_above_baseline'] else ''} |")
     md += ["", "Tokenizers on the training titles (unknown-token fraction, tokens per syllable; published spaces "
            "-> tsheg restored):", "", "| model | [UNK] spaces | [UNK] tsheg | tokens/syllable spaces | "
-           "tokens/syllable tsheg | tokens/title tsheg |", "|---|---:|---:|---:|---:|---:|"]
+           "tokens/syllable tsheg | tokens/title tsheg | titles sharing their tokens, tsheg |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for name, c in results["tokenizers"].items():
         sp, ts = c["spaces"], c["tsheg"]
         md.append(f"| {name} | {100 * sp['unk_fraction']:.0f}% | {100 * ts['unk_fraction']:.0f}% | "
-                  f"{sp['tokens_per_syllable']:.2f} | {ts['tokens_per_syllable']:.2f} | {ts['tokens_per_text']:.0f} |")
+                  f"{sp['tokens_per_syllable']:.2f} | {ts['tokens_per_syllable']:.2f} | {ts['tokens_per_text']:.0f} | "
+                  f"{100 * ts['collided_fraction']:.0f}% |")
     sizes = results["sizes"]
     md.append(f"\nSubsamples (stratified, seeded; 0 = all): train {sizes['train']}, valid {sizes['valid']}, test "
               f"{sizes['test']} titles; --tsheg {a.tsheg}; titles cut to {a.max_length} tokens (with the question); "
@@ -123,8 +136,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", default="0,1", help="comma-separated; one run per (method, seed)")
     p.add_argument("--tsheg", default="restore", choices=("restore", "keep"))
     p.add_argument("--compare-tokenizers", default=CANDIDATES, help="models whose tokenizers the table compares")
-    p.add_argument("--max-train", type=int, default=1200, help="0: the whole training split")
-    p.add_argument("--max-valid", type=int, default=300)
+    p.add_argument("--max-train", type=int, default=800, help="0: the whole training split")
+    p.add_argument("--max-valid", type=int, default=200)
     p.add_argument("--max-test", type=int, default=0)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--epochs", type=int, default=1)

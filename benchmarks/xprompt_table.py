@@ -3,13 +3,12 @@
     python benchmarks/xprompt_table.py --seeds 0,1,2 --runs runs/xprompt_table            # then, if killed:
     python benchmarks/xprompt_table.py --seeds 0,1,2 --runs runs/xprompt_table --resume
 
-Recorded command (Gemma 3 270M, RTE and CB on their full training sets; ~1.5 CPU-hours at one thread, estimated
-from single-thread step times measured on a shared machine: ~0.03 CPU-s per token for a full fine-tuning or a
-prompt-tuning step, ~0.011 for a probe's one forward pass; see the sizing notes below):
+Recorded command (Gemma 3 270M; RTE on 250 training examples, CB on its whole training split; three seeds;
+estimated ~1.9 CPU-hours at one thread, see the sizing notes below). Its options are the defaults:
 
-    nohup nice -n 19 python benchmarks/xprompt_table.py --model gemma3-270m --tasks RTE,CB --seeds 0,1,2 \\
-        --methods probe,xprompt --max-length 96 --max-valid 100 --max-test 0 --batch-size 8 \\
-        --epochs-pt 1 --epochs-retrain 1 --token-ratios 0.5 --piece-ratios 0.5 --threads 1 \\
+    nohup nice -n 19 python benchmarks/xprompt_table.py --model gemma3-270m --tasks RTE,CB --seeds 0,1,2 \
+        --methods probe,xprompt --max-train 250 --max-valid 100 --max-test 0 --max-length 96 --batch-size 8 \
+        --epochs-pt 1 --epochs-retrain 1 --token-ratios 0.5 --piece-ratios "" --threads 1 \
         --runs runs/xprompt_table --resume > runs/xprompt_table.log 2>&1 &
 
 Protocol (printed and stored): official train split 90/10 (seeded) into train/valid, the official validation
@@ -25,10 +24,16 @@ Each (task, seed) is one `cptpp xprompt` run (``cptpp.peft.pipelines.xprompt``; 
 never redone). CPU time per method comes from each run's timing.json (stage CPU seconds). Needs ``cptpp``
 importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
 
-Sizing notes (gemma3-270m, one thread, nice 19 beside two busy processes, 2026-12-03): RTE train examples
-are 66 tokens at the median (p90 148); see the step times in the report of issue 20. Full fine-tuning of
-Gemma 270M needs ~3x a prompt step's memory traffic (AdamW over 268M parameters) and is left out of the
-recorded command; add ``full`` to ``--methods`` on a bigger budget.
+Sizing notes (gemma3-270m, one thread, nice 19 beside two busy processes, 2026-12-03; CPU seconds): a prompt
+-tuning step costs ~11.4 ms per position (8 RTE examples of 81 tokens + 20 prompt positions: 9.2 s), a forward
+pass ~5.5 ms per position (the probe's features, every evaluation); XPrompt's importance scores cost a training
+pass. Token lengths (Gemma tokenizer, cut at 96): RTE 69, CB 78 (WiC 40, BoolQ 93; BoolQ's test split has
+3,270 examples). Per seed: CB (225 train / 25 valid / 56 test) probe 2 + prompt 5 + token0.5 9 = ~16 min; RTE
+(250 / 100 / 277) 4 + 7 + 12 = ~23 min; three seeds ~1.9 CPU-hours. Full training sets do not fit: one
+prompt-tuning epoch over RTE's 2,241 examples is ~38 CPU-minutes, WiC's 4,885 ~55, each XPrompt pruning step
+costs two such passes, and a piece-pruning step would add ~40% to the table. Full fine-tuning (``full``)
+updates all 268M parameters with AdamW every step (not timed here: its first steps did not finish inside the
+timing budget); it is left out for the same reason.
 
 Writes benchmarks/results/xprompt_table.{json,md}.
 """
@@ -144,7 +149,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2", help="comma-separated; one run per (task, seed)")
     p.add_argument("--methods", default="probe,xprompt", help="any of full, probe, xprompt (prompt tuning, "
                    "XPrompt's stage 1, always runs)")
-    p.add_argument("--max-train", type=int, default=0, help="training examples (0: all)")
+    p.add_argument("--max-train", type=int, default=250, help="training examples (0: all)")
     p.add_argument("--max-valid", type=int, default=100)
     p.add_argument("--max-test", type=int, default=0)
     p.add_argument("--max-length", type=int, default=96)
@@ -152,7 +157,7 @@ def parse_args(argv=None):
     p.add_argument("--prompt-tokens", type=int, default=20)
     p.add_argument("--pieces", type=int, default=16)
     p.add_argument("--token-ratios", type=floats, default=[0.5])
-    p.add_argument("--piece-ratios", type=floats, default=[0.5])
+    p.add_argument("--piece-ratios", type=floats, default=[], help='comma-separated; "" for none')
     p.add_argument("--epochs-ft", type=int, default=1)
     p.add_argument("--epochs-pt", type=int, default=1)
     p.add_argument("--epochs-retrain", type=int, default=1)

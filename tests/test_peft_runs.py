@@ -305,6 +305,8 @@ def test_linear_probe_in_every_pipeline_and_its_cpu_time(models, tmp_path):
     timing = json.loads((out / "timing.json").read_text())
     assert timing["cpu_seconds"] > 0 and set(timing["stage_cpu_seconds"]) == {"train"}
     assert "seconds" not in json.dumps(results)  # results.json stays free of timings
+    # fit trained and checkpointed the head alone, not the frozen backbone
+    assert set(torch.load(out / "stages" / "train" / "final.pt", weights_only=True)) == {"head.weight", "head.bias"}
     assert main(args + ["--resume"]) == 0
     assert json.loads((out / "timing.json").read_text()) == timing
     assert json.loads((out / "results.json").read_text()) == results
@@ -342,7 +344,8 @@ def run_files(runs: Path) -> dict[str, str]:
                                    "--max-test", "12", "--max-length", "32", "--epochs-probe", "3"]),
     ("xprompt_table", "superglue", ["--tasks", "CB", "--methods", "probe,xprompt", "--max-train", "16",
                                     "--max-valid", "8", "--max-test", "8", "--max-length", "32",
-                                    "--prompt-tokens", "4", "--pieces", "4", "--epochs-probe", "3"]),
+                                    "--prompt-tokens", "4", "--pieces", "4", "--epochs-probe", "3",
+                                    "--token-ratios", "0.5", "--piece-ratios", ""]),
     ("topro_table", "wikiann-panx", ["--tasks", "ner", "--ner-langs", "de", "--methods", "probe,prompt",
                                      "--max-train", "8", "--max-eval", "4", "--max-length", "64",
                                      "--epochs", "1", "--epochs-probe", "2", "--prompt-tokens", "3"]),

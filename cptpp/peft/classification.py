@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cptpp.config import ConfigError, check_range
 from cptpp.train.batching import pad_batch
@@ -141,6 +142,19 @@ class ClassificationTask:
         return self.metrics(self.predict(split), self.labels[split].numpy(), self.examples[split])
 
 
+class HeadOnly(nn.Module):
+    """The part of a linear probe that trains: ``model.head`` (shared, not copied), so ``fit`` checkpoints and
+    restores the head alone (state keys ``head.weight``/``head.bias``, as in the whole model), not the frozen
+    backbone (1 GB for Gemma 3 270M) every epoch. Raises unless the head is all ``model`` trains."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        if getattr(model, "head", None) is None or any(not n.startswith("head.") for n in trainable):
+            raise ConfigError(f"a linear probe trains only model.head; trainable here: {trainable[:5]}")
+        self.head = model.head
+
+
 class ProbeTask(ClassificationTask):
     """A linear probe's ``fit`` task: the model's backbone is frozen, so its pooled features
     (``model.features(ids, mask)`` ``[N, H]``) are computed once per split, in eval mode, and an epoch trains
@@ -148,14 +162,14 @@ class ProbeTask(ClassificationTask):
     model, at the cost of one forward pass per example instead of one per example and epoch. The features
     are standardized with the training split's mean and std before the head (a fixed affine map, so the
     head stays linear in the features; without it a decoder's large-norm final states make Adam's first
-    steps overshoot); :meth:`fold_standardization` folds them into the head's weights.
+    steps overshoot); :meth:`fold_standardization` folds them into the head's weights. ``task.model`` is
+    :class:`HeadOnly` (what ``fit`` trains and checkpoints); ``task.classifier`` the whole model.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        trainable = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        if getattr(self.model, "head", None) is None or any(not n.startswith("head.") for n in trainable):
-            raise ConfigError(f"a linear probe trains only model.head; trainable here: {trainable[:5]}")
+        self.classifier = self.model
+        self.model = HeadOnly(self.classifier)
         self._features: dict[str, torch.Tensor] = {}
         train = self.features("train")
         self.shift, self.scale = train.mean(0), train.std(0).clamp_min(1e-6)
@@ -163,13 +177,13 @@ class ProbeTask(ClassificationTask):
     def features(self, split: str) -> torch.Tensor:
         """``[N, H]`` pooled features of ``split``, in its order (computed in length-sorted batches: less padding)."""
         if split not in self._features:
-            was_training = self.model.training
-            self.model.eval()
+            was_training = self.classifier.training
+            self.classifier.eval()
             order = sorted(range(len(self.ids[split])), key=lambda i: len(self.ids[split][i]))
             with torch.no_grad():
-                feats = torch.cat([self.model.features(*self._batch(split, order[k: k + self.eval_batch_size])[:2])
+                feats = torch.cat([self.classifier.features(*self._batch(split, order[k: k + self.eval_batch_size])[:2])
                                    for k in range(0, len(order), self.eval_batch_size)]).float()
-            self.model.train(was_training)
+            self.classifier.train(was_training)
             self._features[split] = torch.empty_like(feats)
             self._features[split][torch.tensor(order)] = feats
         return self._features[split]

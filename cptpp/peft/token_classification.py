@@ -236,10 +236,13 @@ class TokenProbeTask(TokenTask):
     scores equal :class:`TokenTask`'s on the same model; only the backbone's repeated forward passes go."""
 
     def __init__(self, model: TokenClassifier, *args, **kwargs):
-        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
-        if model.prompt is not None or any(not n.startswith("head.") for n in trainable):
-            raise ConfigError(f"a linear probe trains only model.head (no prompt); trainable here: {trainable[:5]}")
+        from cptpp.peft.classification import HeadOnly
+
+        if model.prompt is not None:
+            raise ConfigError("a linear probe trains only model.head: build the TokenClassifier without a prompt")
         super().__init__(model, *args, **kwargs)
+        self.classifier = model
+        self.model = HeadOnly(model)  # what fit trains and checkpoints: the head, not the frozen backbone
         self._cache: dict[str, list[torch.Tensor]] = {}
         self.train_labels = [torch.tensor(item[2]) for item in self.train_items]
 
@@ -247,17 +250,17 @@ class TokenProbeTask(TokenTask):
         """Per sentence ``[n_words, H]``, in order (computed in length-sorted batches: less padding)."""
         out: list[torch.Tensor] = [torch.zeros(0)] * len(items)
         order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
-        was_training = self.model.training
-        self.model.eval()
+        was_training = self.classifier.training
+        self.classifier.eval()
         with torch.no_grad():
             for k in range(0, len(order), self.eval_batch_size):
                 idx = order[k: k + self.eval_batch_size]
                 b = collate_words([items[i] for i in idx], self.pad_id)
-                f = self.model.features(b.input_ids.to(self.device), b.attention_mask.to(self.device),
+                f = self.classifier.features(b.input_ids.to(self.device), b.attention_mask.to(self.device),
                                         b.first.to(self.device)).float()
                 for j, (i, n) in enumerate(zip(idx, b.n_words)):
                     out[i] = f[j, :n]
-        self.model.train(was_training)
+        self.classifier.train(was_training)
         return out
 
     def features(self, split: str) -> list[torch.Tensor]:
