@@ -47,9 +47,9 @@ from pathlib import Path
 
 import torch
 
-from cptpp.io import write_json
 from cptpp.peft.pipelines.peftt import METHODS, PefttRunConfig, run_peftt
-from cptpp.peft.pipelines.seeds import best_constant, clearly_above, cpu_minutes, format_mean_std, run_or_read
+from cptpp.peft.pipelines.seeds import (best_constant, clearly_above, cpu_minutes, format_mean_std, run_or_read,
+                                        write_table)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,13 +81,13 @@ def tokenizer_comparison(models: list[str], texts: list[str]) -> dict[str, dict]
 
 def constant_baselines(data: dict) -> dict[str, float]:
     """Accuracy / macro-F1 on test of the training split's majority class, and the best constant answer on test."""
+    import numpy as np
+
     from cptpp.peft.tncc import LABELS, tncc_metrics
 
     train = [t.label for t in data["train"]]
     gold = [t.label for t in data["test"]]
     majority = max(range(len(LABELS)), key=train.count)
-    import numpy as np
-
     maj = tncc_metrics(np.full(len(gold), majority), np.array(gold))
     best_acc, _ = best_constant(gold, lambda p, g: tncc_metrics(p, g)["accuracy"], range(len(LABELS)))
     best_f1, _ = best_constant(gold, lambda p, g: tncc_metrics(p, g)["macro_f1"], range(len(LABELS)))
@@ -165,6 +165,13 @@ def main(argv=None) -> dict:
     rows, first, baselines = {}, None, []
     from cptpp.peft.tncc import load_tncc
 
+    train_titles = [t.text for t in load_tncc(seed=seeds[0])["train"]]  # the whole published training split
+    tokenizers = tokenizer_comparison([m for m in args.compare_tokenizers.split(",") if m], train_titles)
+    for name, c in tokenizers.items():
+        print(f"tokenizer {name}: " + "; ".join(f"{k} {100 * v['unk_fraction']:.0f}% unknown, "
+                                                f"{v['tokens_per_syllable']:.2f} tokens/syllable" for k, v in c.items()),
+              flush=True)
+
     for method in [m for m in args.methods.split(",") if m]:
         per_seed = []
         for seed in seeds:
@@ -178,7 +185,8 @@ def main(argv=None) -> dict:
             first = first or res
             per_seed.append({**res, "cpu_seconds": timing.get("cpu_seconds")})
             print(f"{method} seed {seed}: acc={res['test']['accuracy']:.3f} macro_f1={res['test']['macro_f1']:.3f} "
-                  f"params={res['trainable_params']:,} ({timing.get('cpu_seconds', float('nan')):.0f} CPU s)", flush=True)
+                  f"params={res['trainable_params']:,} ({timing.get('cpu_seconds', float('nan')):.0f} CPU s)",
+                  flush=True)
         rows[method] = {"seeds": seeds, "accuracy": [r["test"]["accuracy"] for r in per_seed],
                         "macro_f1": [r["test"]["macro_f1"] for r in per_seed],
                         "valid_macro_f1": [r["valid"]["macro_f1"] for r in per_seed],
@@ -192,18 +200,11 @@ def main(argv=None) -> dict:
     base = {k: sum(b[k] for b in baselines) / len(baselines) for k in baselines[0]}
     for r in rows.values():
         r["clearly_above_baseline"] = clearly_above(r["accuracy"], base["best_constant_accuracy"])
-    train_titles = [t.text for t in load_tncc(seed=seeds[0])["train"]]  # the whole published training split
-    tokenizers = tokenizer_comparison([m for m in args.compare_tokenizers.split(",") if m], train_titles)
     settings = {k: v for k, v in vars(args).items() if k not in ("runs", "resume", "out")}
     results = {"model": args.model, "architecture": first["architecture"], "settings": settings,
                "tokenizers": tokenizers, "sizes": first["sizes"], "baselines": base, "methods": rows,
                "cpu_seconds_total": time.process_time() - t_all}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "peftt_table.json", results)
-    md = markdown(results)
-    (out / "peftt_table.md").write_text(md)
-    print(md)
+    write_table(args.out, "peftt_table", results, markdown(results))
     return results
 
 

@@ -43,8 +43,8 @@ from pathlib import Path
 
 import torch
 
-from cptpp.io import write_json
-from cptpp.peft.pipelines.seeds import clearly_above, cpu_minutes, format_mean_std, mean_std, run_or_read
+from cptpp.peft.pipelines.seeds import (clearly_above, cpu_minutes, format_mean_std, protocol_over_seeds,
+                                        run_or_read, write_table)
 from cptpp.peft.pipelines.topro import METHODS, METRIC, ToProRunConfig, run_topro
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -163,23 +163,19 @@ def main(argv=None) -> dict:
                 res, timing = run_or_read("topro", cfg, runs / f"{task_name}-{method}-seed{seed}", run_topro,
                                           args.resume)
                 per_seed.append({**res, "seed": seed, "cpu_seconds": timing.get("cpu_seconds")})
-                block["protocol"] = res["protocol"]
+                block["protocol"] = protocol_over_seeds(res["protocol"])
                 print(f"{task_name} {method} seed {seed}: " + " ".join(f"{k}={100 * v:.1f}"
                                                                        for k, v in res["scores"].items())
                       + f" ({timing.get('cpu_seconds', float('nan')):.0f} CPU s)", flush=True)
             block["methods"][method] = summarize(per_seed, block["languages"], baseline)
         results["tasks"][task_name] = block
     results["cpu_seconds_total"] = time.process_time() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "topro_table.json", results)
     s = argparse.Namespace(**settings)
     md = markdown(results) + (f"\nModel: {s.model}; {s.epochs} epochs ({s.epochs_probe} for the probe); train "
                               f"{s.max_train} English sentences (ToPro: {s.words_per_sentence} word copies per "
                               f"sentence per epoch); every evaluation set <= {s.max_eval} sentences; "
                               f"{results['cpu_seconds_total'] / 60:.1f} CPU-minutes in this session.\n")
-    (out / "topro_table.md").write_text(md)
-    print(md)
+    write_table(args.out, "topro_table", results, md)
     return results
 
 

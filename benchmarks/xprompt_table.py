@@ -46,8 +46,8 @@ from pathlib import Path
 
 import torch
 
-from cptpp.io import write_json
-from cptpp.peft.pipelines.seeds import best_constant, clearly_above, cpu_minutes, format_mean_std, run_or_read
+from cptpp.peft.pipelines.seeds import (best_constant, clearly_above, cpu_minutes, format_mean_std,
+                                        protocol_over_seeds, run_or_read, write_table)
 from cptpp.peft.pipelines.xprompt import XPromptRunConfig, run_xprompt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,7 +111,8 @@ def summarize(per_seed: list[dict], baselines: list[float]) -> dict:
         out["methods"][m] = {
             "test_score": scores, "valid_score": [r["valid"]["score"] for r in runs],
             "trainable": runs[0]["trainable"], "cpu_seconds": [r["cpu_seconds"] for r in runs],
-            "choice": [r["choice"] for r in runs if "choice" in r], "seeds": [r["seed"] for r in per_seed if m in r["rows"]],
+            "choice": [r["choice"] for r in runs if "choice" in r],
+            "seeds": [r["seed"] for r in per_seed if m in r["rows"]],
             "clearly_above_baseline": clearly_above(scores, baseline)}
     return out
 
@@ -134,7 +135,7 @@ def markdown(results: dict) -> str:
                   "|---|---:|---:|---:|:-:|",
                   f"| best constant answer | 0 | 0 | {100 * block['baseline']:.1f} | |"]
         for m, r in block["methods"].items():
-            label = LABEL[m] + (f" ({', '.join(r['choice'])})" if r["choice"] else "")
+            label = LABEL[m] + (f" ({', '.join(sorted(set(r['choice'])))})" if r["choice"] else "")
             lines.append(f"| {label} | {r['trainable']:,} | {cpu_minutes(r['cpu_seconds'])} | "
                          f"{format_mean_std(r['test_score'])} | {'✓' if r['clearly_above_baseline'] else ''} |")
         lines.append("")
@@ -195,15 +196,10 @@ def main(argv=None) -> dict:
             baselines.append(constant_baseline(task, cfg))
             print(f"{task} seed {seed}: " + ", ".join(f"{m} {100 * r['test']['score']:.1f}"
                                                       for m, r in per_seed[-1]["rows"].items()), flush=True)
-        results["tasks"][task] = {"protocol": res["protocol"], "sizes": res["sizes"],
+        results["tasks"][task] = {"protocol": protocol_over_seeds(res["protocol"]), "sizes": res["sizes"],
                                   **summarize(per_seed, baselines)}
     results["cpu_seconds"] = time.process_time() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "xprompt_table.json", results)
-    md = markdown(results)
-    (out / "xprompt_table.md").write_text(md)
-    print(md)
+    write_table(args.out, "xprompt_table", results, markdown(results))
     return results
 
 

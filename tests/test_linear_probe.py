@@ -6,7 +6,7 @@ import torch
 
 from cptpp.config import ConfigError
 from cptpp.peft.classification import ClassificationTask, Example, ProbeTask, probe_task
-from cptpp.peft.pipelines.seeds import best_constant, clearly_above, format_mean_std, mean_std
+from cptpp.peft.pipelines.seeds import best_constant, clearly_above, format_mean_std, mean_std, protocol_over_seeds
 from cptpp.peft.prompt import PromptClassifier, SoftPrompt
 from cptpp.peft.tncc import restore_tsheg, syllables, tokenizer_coverage, with_tsheg, Title
 from cptpp.train import TrainConfig, fit
@@ -168,6 +168,8 @@ def test_mean_std_and_formatting():
     assert format_mean_std([]) == "—"
     assert clearly_above([0.6, 0.7, 0.8], 0.49) and not clearly_above([0.6, 0.7, 0.8], 0.51)
     assert not clearly_above([0.9], 0.1)  # one seed says nothing about spread
+    assert protocol_over_seeds("train 90/10 (seed 2); test subsampled to 8 (seed 2)") == (
+        "train 90/10 (seeded per run); test subsampled to 8 (seeded per run)")
 
 
 def test_best_constant_is_the_majority_for_accuracy_and_the_best_for_any_metric():

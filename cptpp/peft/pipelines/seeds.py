@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -70,3 +71,19 @@ def cpu_minutes(seconds: Sequence[float | None]) -> str:
     """Mean CPU minutes per run (``—`` when no run recorded its time)."""
     known = [s for s in seconds if s is not None and not math.isnan(s)]
     return f"{statistics.mean(known) / 60:.1f}" if known else "—"
+
+
+def write_table(out: str | Path, name: str, results: dict[str, Any], markdown: str) -> None:
+    """``out/<name>.json`` (the results) and ``out/<name>.md`` (the table), and print the table."""
+    from cptpp.io import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{name}.json", results)
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)
+
+
+def protocol_over_seeds(protocol: str) -> str:
+    """A run's protocol line with its seed written generically (``(seed 3)`` -> ``(seeded per run)``)."""
+    return re.sub(r"\(seed \d+\)", "(seeded per run)", protocol)
