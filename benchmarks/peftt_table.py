@@ -23,8 +23,12 @@ the majority class of the training split and the best constant answer on the tes
 into the results. The probe is a linear head on the frozen backbone's last-token states, computed once.
 
 Each (method, seed) is one `cptpp peftt` run (``cptpp.peft.pipelines.peftt``) in ``--runs``/<method>-seed<seed>;
-``--resume`` continues killed runs and reads finished ones back (a finished run is never redone). CPU time per
-run comes from its timing.json. Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR``.
+``--resume`` continues killed runs and reads finished ones back (a finished run is never redone). Finished runs
+are also kept in the results json (rewritten with the table after each run), so a table can be built across
+sessions: commit benchmarks/results/peftt_table.json between sessions, and a later one takes every run recorded
+there with the same config from it instead of running it again (a run whose config changed is redone, and
+stderr names the keys). CPU time per run comes from its timing.json. Needs ``cptpp`` importable
+(``pip install -e .``) and ``$CPTPP_DATA_MIRROR``.
 
 Sizing notes (gemma3-270m, one thread, nice 19 beside two busy processes, 2026-12-03; CPU seconds): with the
 tsheg restored a title with its question is 54 tokens at the median (p90 74, p99 96; cut at 64). A training
@@ -48,8 +52,8 @@ from pathlib import Path
 import torch
 
 from cptpp.peft.pipelines.peftt import METHODS, PefttRunConfig, run_peftt
-from cptpp.peft.pipelines.seeds import (best_constant, clearly_above, cpu_minutes, format_mean_std, run_or_read,
-                                        write_table)
+from cptpp.peft.pipelines.seeds import (SeedTable, best_constant, clearly_above, cpu_minutes, format_mean_std,
+                                        parse_seeds, run_name, seeds_note)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +112,8 @@ def markdown(results: dict) -> str:
           f"| best constant answer on test | 0 | | | 0 | {100 * base['best_constant_accuracy']:.1f} | "
           f"{100 * base['best_constant_macro_f1']:.1f} | |"]
     for method, r in results["methods"].items():
-        md.append(f"| {method} | {r['trainable_params']:,} | {r['trainable_percent']:.3g}% | {r['lr']:g} | "
+        md.append(f"| {method}{seeds_note(r['seeds'], parse_seeds(a.seeds))} | {r['trainable_params']:,} | "
+                  f"{r['trainable_percent']:.3g}% | {r['lr']:g} | "
                   f"{cpu_minutes(r['cpu_seconds'])} | {format_mean_std(r['accuracy'])} | "
                   f"{format_mean_std(r['macro_f1'])} | {'✓' if r['clearly_above_baseline'] else ''} |")
     md += ["", "Tokenizers on the training titles (unknown-token fraction, tokens per syllable; published spaces "
@@ -124,8 +129,8 @@ def markdown(results: dict) -> str:
     md.append(f"\nSubsamples (stratified, seeded; 0 = all): train {sizes['train']}, valid {sizes['valid']}, test "
               f"{sizes['test']} titles; --tsheg {a.tsheg}; titles cut to {a.max_length} tokens (with the question); "
               f"{a.epochs} epoch(s), batch {a.batch_size}, AdamW; adapters {a.adapter_kind} r={a.reduction_factor}; "
-              f"prompt {a.prompt_tokens} tokens; {results['cpu_seconds_total'] / 60:.1f} CPU-minutes in this "
-              "session.\n")
+              f"prompt {a.prompt_tokens} tokens; {results['cpu_seconds_total'] / 60:.1f} CPU-minutes over the "
+              "table's runs.\n")
     return "\n".join(md)
 
 
@@ -157,55 +162,57 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=str(RESULTS), help="folder for peftt_table.{json,md}")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    t_all = time.process_time()
-    runs = Path(args.runs or time.strftime("runs/peftt_table-%Y%m%d-%H%M%S"))
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    lrs = {"full": args.lr_full, "probe": args.lr_probe, "prompt": args.lr_prompt, "adapter": args.lr_adapter,
-           "prompt+adapter": args.lr_adapter}
-    rows, first, baselines = {}, None, []
     from cptpp.peft.tncc import load_tncc
 
+    seeds, methods = parse_seeds(args.seeds), [m for m in args.methods.split(",") if m]
+    lrs = {"full": args.lr_full, "probe": args.lr_probe, "prompt": args.lr_prompt, "adapter": args.lr_adapter,
+           "prompt+adapter": args.lr_adapter}
     train_titles = [t.text for t in load_tncc(seed=seeds[0])["train"]]  # the whole published training split
     tokenizers = tokenizer_comparison([m for m in args.compare_tokenizers.split(",") if m], train_titles)
     for name, c in tokenizers.items():
         print(f"tokenizer {name}: " + "; ".join(f"{k} {100 * v['unk_fraction']:.0f}% unknown, "
                                                 f"{v['tokens_per_syllable']:.2f} tokens/syllable" for k, v in c.items()),
               flush=True)
-
-    for method in [m for m in args.methods.split(",") if m]:
-        per_seed = []
-        for seed in seeds:
-            cfg = PefttRunConfig(model=args.model, method=method, seed=seed, train_size=args.max_train,
-                                 valid_size=args.max_valid, test_size=args.max_test, max_len=args.max_length,
-                                 epochs=args.epochs_probe if method == "probe" else args.epochs,
-                                 batch_size=args.batch_size, lr=lrs[method], tsheg=args.tsheg,
-                                 prompt_tokens=args.prompt_tokens, adapter_kind=args.adapter_kind,
-                                 reduction_factor=args.reduction_factor)
-            res, timing = run_or_read("peftt", cfg, runs / f"{method}-seed{seed}", run_peftt, args.resume)
-            first = first or res
-            per_seed.append({**res, "cpu_seconds": timing.get("cpu_seconds")})
-            print(f"{method} seed {seed}: acc={res['test']['accuracy']:.3f} macro_f1={res['test']['macro_f1']:.3f} "
-                  f"params={res['trainable_params']:,} ({timing.get('cpu_seconds', float('nan')):.0f} CPU s)",
-                  flush=True)
-        rows[method] = {"seeds": seeds, "accuracy": [r["test"]["accuracy"] for r in per_seed],
-                        "macro_f1": [r["test"]["macro_f1"] for r in per_seed],
-                        "valid_macro_f1": [r["valid"]["macro_f1"] for r in per_seed],
-                        "trainable_params": per_seed[0]["trainable_params"],
-                        "trainable_percent": per_seed[0]["trainable_percent"], "lr": per_seed[0]["lr"],
-                        "cpu_seconds": [r["cpu_seconds"] for r in per_seed]}
-    for seed in seeds:
-        baselines.append(constant_baselines(load_tncc(seed=seed, max_train=args.max_train or None,
-                                                      max_valid=args.max_valid or None,
-                                                      max_test=args.max_test or None)))
+    baselines = [constant_baselines(load_tncc(seed=seed, max_train=args.max_train or None,
+                                              max_valid=args.max_valid or None, max_test=args.max_test or None))
+                 for seed in seeds]
     base = {k: sum(b[k] for b in baselines) / len(baselines) for k in baselines[0]}
-    for r in rows.values():
-        r["clearly_above_baseline"] = clearly_above(r["accuracy"], base["best_constant_accuracy"])
+    configs = {run_name(method, seed): PefttRunConfig(
+        model=args.model, method=method, seed=seed, train_size=args.max_train, valid_size=args.max_valid,
+        test_size=args.max_test, max_len=args.max_length,
+        epochs=args.epochs_probe if method == "probe" else args.epochs, batch_size=args.batch_size, lr=lrs[method],
+        tsheg=args.tsheg, prompt_tokens=args.prompt_tokens, adapter_kind=args.adapter_kind,
+        reduction_factor=args.reduction_factor) for method in methods for seed in seeds}
+    table = SeedTable(args.out, "peftt_table", Path(args.runs or time.strftime("runs/peftt_table-%Y%m%d-%H%M%S")),
+                      args.resume)
     settings = {k: v for k, v in vars(args).items() if k not in ("runs", "resume", "out")}
-    results = {"model": args.model, "architecture": first["architecture"], "settings": settings,
-               "tokenizers": tokenizers, "sizes": first["sizes"], "baselines": base, "methods": rows,
-               "cpu_seconds_total": time.process_time() - t_all}
-    write_table(args.out, "peftt_table", results, markdown(results))
-    return results
+
+    def write() -> dict:
+        rows = {}
+        for method in methods:
+            done = table.seeds_done(method, seeds)
+            if not done:
+                continue
+            res = [e["results"] for _, e in done]
+            accuracy = [r["test"]["accuracy"] for r in res]
+            rows[method] = {"seeds": [s for s, _ in done], "accuracy": accuracy,
+                            "macro_f1": [r["test"]["macro_f1"] for r in res],
+                            "valid_macro_f1": [r["valid"]["macro_f1"] for r in res],
+                            "trainable_params": res[0]["trainable_params"],
+                            "trainable_percent": res[0]["trainable_percent"], "lr": res[0]["lr"],
+                            "cpu_seconds": [e["timing"].get("cpu_seconds") for _, e in done],
+                            "clearly_above_baseline": clearly_above(accuracy, base["best_constant_accuracy"])}
+        first = next(iter(table.finished.values()))["results"]
+        results = {"model": args.model, "architecture": first["architecture"], "settings": settings,
+                   "tokenizers": tokenizers, "sizes": first["sizes"], "baselines": base, "methods": rows,
+                   "cpu_seconds_total": table.cpu_seconds()}
+        return table.write(results, markdown(results))
+
+    written = table.run_all("peftt", configs, run_peftt, write, lambda res, _: (
+        f"acc={res['test']['accuracy']:.3f} macro_f1={res['test']['macro_f1']:.3f} "
+        f"params={res['trainable_params']:,}"))
+    print(markdown(written))
+    return written
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ MLM head, so ToPro's verbalizer head is a fresh transform over the label words' 
 
 Each (task, method, seed) is one `cptpp topro` run (``cptpp.peft.pipelines.topro``) in
 ``--runs``/<task>-<method>-seed<seed>; ``--resume`` continues killed runs and reads finished ones back (a
-finished run is never redone). CPU time per run comes from its timing.json. Needs ``cptpp`` importable
-(``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
+finished run is never redone). Finished runs are also kept in the results json (rewritten with the table after
+each run), so a table can be built across sessions: commit benchmarks/results/topro_table.json between
+sessions, and a later one takes every run recorded there with the same config from it instead of running it
+again (a run whose config changed is redone, and stderr names the keys). CPU time per run comes from its
+timing.json. Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
 
 Sizing notes (multilingual-e5-small, one thread, nice 19 beside two busy processes, 2026-12-03; CPU seconds;
 English PAN-X sentences have 5.5 words at the median): a fine-tuning step of 8 sentences costs 2.6 s (AdamW over
@@ -43,8 +46,8 @@ from pathlib import Path
 
 import torch
 
-from cptpp.peft.pipelines.seeds import (clearly_above, cpu_minutes, format_mean_std, protocol_over_seeds,
-                                        run_or_read, write_table)
+from cptpp.peft.pipelines.seeds import (SeedTable, clearly_above, cpu_minutes, format_mean_std, parse_seeds,
+                                        protocol_over_seeds, run_name, seeds_note)
 from cptpp.peft.pipelines.topro import METHODS, METRIC, ToProRunConfig, run_topro
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,12 +103,18 @@ def markdown(results: dict) -> str:
             cells = [format_mean_std(r["scores"][lang]) + (" ✓" if lang == "en" and mark["en"] else "")
                      for lang in langs]
             avg = format_mean_std(r["avg_non_en"]) + (" ✓" if mark["avg_non_en"] else "")
-            lines.append(f"| {method} | {r['trainable_params']:,} | {cpu_minutes(r['cpu_seconds'])} | "
+            lines.append(f"| {method}{seeds_note(r['seeds'], parse_seeds(results['settings']['seeds']))} | "
+                         f"{r['trainable_params']:,} | {cpu_minutes(r['cpu_seconds'])} | "
                          + " | ".join(cells) + f" | {avg} |")
         unk = next(iter(block["methods"].values()))["unk_rate"]
         lines.append("| sub-tokens that are unknown | | | " + " | ".join(f"{100 * unk[lang]:.0f}%" for lang in langs)
                      + " | |")
         lines.append("")
+    s = argparse.Namespace(**results["settings"])
+    lines.append(f"Model: {s.model}; {s.epochs} epochs ({s.epochs_probe} for the probe); train {s.max_train} English "
+                 f"sentences (ToPro: {s.words_per_sentence} word copies per sentence per epoch); every evaluation set "
+                 f"<= {s.max_eval} sentences; {results['cpu_seconds_total'] / 60:.1f} CPU-minutes over the table's "
+                 "runs.\n")
     return "\n".join(lines)
 
 
@@ -139,45 +148,46 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     from cptpp.peft.tagging_data import load_tagging_splits
 
-    t0 = time.process_time()
-    runs = Path(args.runs or time.strftime("runs/topro_table-%Y%m%d-%H%M%S"))
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    settings = {k: v for k, v in vars(args).items() if k not in ("runs", "resume", "out")}
-    results = {"model": args.model, "settings": settings, "tasks": {}}
-    for task_name in [t for t in args.tasks.split(",") if t]:
-        langs = [x for x in (args.ner_langs if task_name == "ner" else args.pos_langs).split(",") if x]
-        baselines = [constant_tag_scores(task_name, load_tagging_splits(
-            task_name, langs, seed=s, max_train=args.max_train or None, max_eval=args.max_eval or None))
+    seeds = parse_seeds(args.seeds)
+    tasks, methods = [t for t in args.tasks.split(",") if t], [m for m in args.methods.split(",") if m]
+    langs = {task: [x for x in (args.ner_langs if task == "ner" else args.pos_langs).split(",") if x] for task in tasks}
+    baselines = {}
+    for task in tasks:
+        per_seed = [constant_tag_scores(task, load_tagging_splits(
+            task, langs[task], seed=s, max_train=args.max_train or None, max_eval=args.max_eval or None))
             for s in seeds]
-        baseline = {lang: sum(b[lang] for b in baselines) / len(baselines) for lang in ["en", *langs]}
-        block = {"languages": ["en", *langs], "baseline": baseline, "methods": {}}
-        for method in [m for m in args.methods.split(",") if m]:
-            per_seed = []
-            for seed in seeds:
-                cfg = ToProRunConfig(model=args.model, task=task_name, method=method, langs=langs, seed=seed,
-                                     train_size=args.max_train, eval_size=args.max_eval, max_len=args.max_length,
-                                     epochs=args.epochs_probe if method == "probe" else args.epochs, lr=args.lr,
-                                     prompt_lr=args.prompt_lr, probe_lr=args.probe_lr,
-                                     prompt_tokens=args.prompt_tokens, batch_size=args.batch_size,
-                                     max_tokens=args.max_tokens, words_per_sentence=args.words_per_sentence)
-                res, timing = run_or_read("topro", cfg, runs / f"{task_name}-{method}-seed{seed}", run_topro,
-                                          args.resume)
-                per_seed.append({**res, "seed": seed, "cpu_seconds": timing.get("cpu_seconds")})
-                block["protocol"] = protocol_over_seeds(res["protocol"])
-                print(f"{task_name} {method} seed {seed}: " + " ".join(f"{k}={100 * v:.1f}"
-                                                                       for k, v in res["scores"].items())
-                      + f" ({timing.get('cpu_seconds', float('nan')):.0f} CPU s)", flush=True)
-            block["methods"][method] = summarize(per_seed, block["languages"], baseline)
-        results["tasks"][task_name] = block
-    results["cpu_seconds_total"] = time.process_time() - t0
-    s = argparse.Namespace(**settings)
-    md = markdown(results) + (f"\nModel: {s.model}; {s.epochs} epochs ({s.epochs_probe} for the probe); train "
-                              f"{s.max_train} English sentences (ToPro: {s.words_per_sentence} word copies per "
-                              f"sentence per epoch); every evaluation set <= {s.max_eval} sentences; "
-                              f"{results['cpu_seconds_total'] / 60:.1f} CPU-minutes in this session.\n")
-    write_table(args.out, "topro_table", results, md)
-    return results
+        baselines[task] = {lang: sum(b[lang] for b in per_seed) / len(per_seed) for lang in ["en", *langs[task]]}
+    configs = {run_name(f"{task}-{method}", seed): ToProRunConfig(
+        model=args.model, task=task, method=method, langs=langs[task], seed=seed, train_size=args.max_train,
+        eval_size=args.max_eval, max_len=args.max_length,
+        epochs=args.epochs_probe if method == "probe" else args.epochs, lr=args.lr, prompt_lr=args.prompt_lr,
+        probe_lr=args.probe_lr, prompt_tokens=args.prompt_tokens, batch_size=args.batch_size,
+        max_tokens=args.max_tokens, words_per_sentence=args.words_per_sentence)
+        for task in tasks for method in methods for seed in seeds}
+    table = SeedTable(args.out, "topro_table", Path(args.runs or time.strftime("runs/topro_table-%Y%m%d-%H%M%S")),
+                      args.resume)
+    settings = {k: v for k, v in vars(args).items() if k not in ("runs", "resume", "out")}
 
+    def write() -> dict:
+        results = {"model": args.model, "settings": settings, "tasks": {}}
+        for task in tasks:
+            block = {"languages": ["en", *langs[task]], "baseline": baselines[task], "methods": {}}
+            for method in methods:
+                done = table.seeds_done(f"{task}-{method}", seeds)
+                if done:
+                    block["protocol"] = protocol_over_seeds(done[0][1]["results"]["protocol"])
+                    runs = [{**e["results"], "seed": s, "cpu_seconds": e["timing"].get("cpu_seconds")}
+                            for s, e in done]
+                    block["methods"][method] = summarize(runs, block["languages"], baselines[task])
+            if block["methods"]:
+                results["tasks"][task] = block
+        results["cpu_seconds_total"] = table.cpu_seconds()
+        return table.write(results, markdown(results))
+
+    written = table.run_all("topro", configs, run_topro, write, lambda res, _: " ".join(
+        f"{k}={100 * v:.1f}" for k, v in res["scores"].items()))
+    print(markdown(written))
+    return written
 
 if __name__ == "__main__":
     main()

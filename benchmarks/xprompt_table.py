@@ -21,8 +21,11 @@ parameter-efficient method must beat. Beside them the best constant answer on th
 
 Each (task, seed) is one `cptpp xprompt` run (``cptpp.peft.pipelines.xprompt``; its stages are the methods) in
 ``--runs``/<task>-seed<seed>; ``--resume`` continues killed runs and reads finished ones back (a finished run is
-never redone). CPU time per method comes from each run's timing.json (stage CPU seconds). Needs ``cptpp``
-importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
+never redone). Finished runs are also kept in the results json (rewritten with the table after each run), so a
+table can be built across sessions: commit benchmarks/results/xprompt_table.json between sessions, and a later
+one takes every run recorded there with the same config from it instead of running it again (a run whose config
+changed is redone, and stderr names the keys). CPU time per method comes from each run's timing.json (stage
+CPU seconds). Needs ``cptpp`` importable (``pip install -e .``) and ``$CPTPP_DATA_MIRROR`` (or the cache).
 
 Sizing notes (gemma3-270m, one thread, nice 19 beside two busy processes, 2026-12-03; CPU seconds): a prompt
 -tuning step costs ~11.4 ms per position (8 RTE examples of 81 tokens + 20 prompt positions: 9.2 s), a forward
@@ -46,8 +49,8 @@ from pathlib import Path
 
 import torch
 
-from cptpp.peft.pipelines.seeds import (best_constant, clearly_above, cpu_minutes, format_mean_std,
-                                        protocol_over_seeds, run_or_read, write_table)
+from cptpp.peft.pipelines.seeds import (SeedTable, best_constant, clearly_above, cpu_minutes, format_mean_std,
+                                        parse_seeds, protocol_over_seeds, run_name, seeds_note)
 from cptpp.peft.pipelines.xprompt import XPromptRunConfig, run_xprompt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -127,7 +130,7 @@ def markdown(results: dict) -> str:
              f"(seeded per seed); BoolQ few-shot (FewGLUE 32/dev32). Cuts (0 = none): train {a.max_train}, valid "
              f"{a.max_valid}, test {a.max_test}, {a.max_length} tokens. Seeds {a.seeds}; test score x100, mean ± std "
              f"over seeds; ✓ = mean - 2 std above the best constant answer. {a.prompt_tokens} prompt tokens, "
-             f"{a.pieces} pieces. Total {results['cpu_seconds'] / 60:.1f} CPU-minutes in this session.", ""]
+             f"{a.pieces} pieces. Total {results['cpu_seconds'] / 60:.1f} CPU-minutes over the table's runs.", ""]
     for task, block in results["tasks"].items():
         lines += [f"**{task}** ({block['protocol']}; {block['sizes']['train']} train / {block['sizes']['valid']} "
                   f"valid / {block['sizes']['test']} test)", "",
@@ -135,7 +138,8 @@ def markdown(results: dict) -> str:
                   "|---|---:|---:|---:|:-:|",
                   f"| best constant answer | 0 | 0 | {100 * block['baseline']:.1f} | |"]
         for m, r in block["methods"].items():
-            label = LABEL[m] + (f" ({', '.join(sorted(set(r['choice'])))})" if r["choice"] else "")
+            label = (LABEL[m] + (f" ({', '.join(sorted(set(r['choice'])))})" if r["choice"] else "")
+                     + seeds_note(r["seeds"], parse_seeds(a.seeds)))
             lines.append(f"| {label} | {r['trainable']:,} | {cpu_minutes(r['cpu_seconds'])} | "
                          f"{format_mean_std(r['test_score'])} | {'✓' if r['clearly_above_baseline'] else ''} |")
         lines.append("")
@@ -183,25 +187,29 @@ def recorded_args(args) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    runs_dir = Path(args.runs or time.strftime("runs/xprompt_table-%Y%m%d-%H%M%S"))
-    seeds = [int(s) for s in args.seeds.split(",") if s]
-    t0 = time.process_time()
-    results = {"args": recorded_args(args), "tasks": {}}
-    for task in [t for t in args.tasks.split(",") if t]:
-        per_seed, baselines = [], []
-        for seed in seeds:
-            cfg = run_config(args, task, seed)
-            res, timing = run_or_read("xprompt", cfg, runs_dir / f"{task}-seed{seed}", run_xprompt, args.resume)
-            per_seed.append({"seed": seed, "rows": method_rows(res, timing)})
-            baselines.append(constant_baseline(task, cfg))
-            print(f"{task} seed {seed}: " + ", ".join(f"{m} {100 * r['test']['score']:.1f}"
-                                                      for m, r in per_seed[-1]["rows"].items()), flush=True)
-        results["tasks"][task] = {"protocol": protocol_over_seeds(res["protocol"]), "sizes": res["sizes"],
-                                  **summarize(per_seed, baselines)}
-    results["cpu_seconds"] = time.process_time() - t0
-    write_table(args.out, "xprompt_table", results, markdown(results))
-    return results
+    seeds, tasks = parse_seeds(args.seeds), [t for t in args.tasks.split(",") if t]
+    configs = {run_name(task, seed): run_config(args, task, seed) for task in tasks for seed in seeds}
+    baselines = {task: [constant_baseline(task, configs[run_name(task, s)]) for s in seeds] for task in tasks}
+    table = SeedTable(args.out, "xprompt_table",
+                      Path(args.runs or time.strftime("runs/xprompt_table-%Y%m%d-%H%M%S")), args.resume)
 
+    def write() -> dict:
+        results = {"args": recorded_args(args), "tasks": {}}
+        for task in tasks:
+            done = table.seeds_done(task, seeds)
+            if not done:
+                continue
+            per_seed = [{"seed": s, "rows": method_rows(e["results"], e["timing"])} for s, e in done]
+            first = done[0][1]["results"]
+            results["tasks"][task] = {"protocol": protocol_over_seeds(first["protocol"]), "sizes": first["sizes"],
+                                      **summarize(per_seed, baselines[task])}
+        results["cpu_seconds"] = table.cpu_seconds()
+        return table.write(results, markdown(results))
+
+    written = table.run_all("xprompt", configs, run_xprompt, write, lambda res, timing: ", ".join(
+        f"{m} {100 * r['test']['score']:.1f}" for m, r in method_rows(res, timing).items()))
+    print(markdown(written))
+    return written
 
 if __name__ == "__main__":
     main()
