@@ -339,35 +339,81 @@ def run_files(runs: Path) -> dict[str, str]:
     return {str(p.relative_to(runs)): p.read_text() for p in sorted(runs.rglob("*.json*"))}
 
 
-@pytest.mark.parametrize("table,data,argv", [
+class Killed(Exception):
+    """A table killed between two of its runs."""
+
+
+def spy_on_runs(monkeypatch, bench, kill_at: int | None = None) -> list[str]:
+    """Route the table's pipeline function through a spy: the returned list collects the run folder name of
+    every run the table starts; the ``kill_at``-th start raises :class:`Killed` instead of running."""
+    name = {"peftt_table": "run_peftt", "xprompt_table": "run_xprompt", "topro_table": "run_topro"}[bench.__name__]
+    real, calls = getattr(bench, name), []
+
+    def run(cfg, out, resume=False):
+        calls.append(Path(out).name)
+        if len(calls) == kill_at:
+            raise Killed
+        return real(cfg, out, resume=resume)
+
+    monkeypatch.setattr(bench, name, run)
+    return calls
+
+
+@pytest.mark.parametrize("table,data,argv,rows,changed", [
     ("peftt_table", "tncc-title", ["--methods", "probe,prompt", "--max-train", "24", "--max-valid", "12",
-                                   "--max-test", "12", "--max-length", "32", "--epochs-probe", "3"]),
+                                   "--max-test", "12", "--max-length", "32", "--epochs-probe", "3"],
+     ["probe", "prompt"], ("--epochs-probe", "2", "config.epochs: 3 recorded, 2 now", "probe")),
     ("xprompt_table", "superglue", ["--tasks", "CB", "--methods", "probe,xprompt", "--max-train", "16",
                                     "--max-valid", "8", "--max-test", "8", "--max-length", "32",
                                     "--prompt-tokens", "4", "--pieces", "4", "--epochs-probe", "3",
-                                    "--token-ratios", "0.5", "--piece-ratios", ""]),
+                                    "--token-ratios", "0.5", "--piece-ratios", ""],
+     ["CB"], ("--epochs-probe", "2", "config.epochs_probe: 3 recorded, 2 now", "CB")),
     ("topro_table", "wikiann-panx", ["--tasks", "ner", "--ner-langs", "de", "--methods", "probe,prompt",
                                      "--max-train", "8", "--max-eval", "4", "--max-length", "64",
-                                     "--epochs", "1", "--epochs-probe", "2", "--prompt-tokens", "3"]),
+                                     "--epochs", "1", "--epochs-probe", "2", "--prompt-tokens", "3"],
+     ["ner-probe", "ner-prompt"], ("--epochs-probe", "1", "config.epochs: 2 recorded, 1 now", "ner-probe")),
 ], ids=["peftt", "xprompt", "topro"])
-def test_tables_summarize_seeds_and_never_redo_a_finished_run(models, tmp_path, table, data, argv):
+def test_tables_are_built_across_sessions_from_their_results_json(models, tmp_path, monkeypatch, capsys, table,
+                                                                  data, argv, rows, changed):
+    """Every finished run reaches the table's json at once; a later session, without run folders, takes the
+    runs recorded there with the same config and redoes only those whose config changed."""
+    import shutil
+
     need("text", data)
     bench = load_benchmark(table)
     model = str(models / ("words" if table == "topro_table" else "bytes"))
-    extra = ["--compare-tokenizers", model] if table == "peftt_table" else []
-    argv = ["--model", model, "--seeds", "0,1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
-            *argv, *extra]
-    first = bench.main(argv)
-    md = (tmp_path / "out" / f"{table}.md").read_text()
-    assert " ± " in md and "constant" in md
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    argv = ["--model", model, "--runs", str(runs), "--out", str(out), *argv,
+            *(["--compare-tokenizers", model] if table == "peftt_table" else [])]
+    names = {s: [f"{row}-seed{s}" for row in rows] for s in (0, 1)}
+    json_file, md_file = out / f"{table}.json", out / f"{table}.md"
+
+    # killed once its first run finished: a consistent partial table, that run recorded in the json
+    calls = spy_on_runs(monkeypatch, bench, kill_at=2)
+    with pytest.raises(Killed):
+        bench.main(argv + ["--seeds", "0,1"])
+    assert calls[0] == names[0][0]
+    assert list(json.loads(json_file.read_text())["finished_runs"]) == [names[0][0]]
+    assert "(1/2 seeds)" in md_file.read_text()
+
+    # the next session has no run folders: the recorded run is taken from the json, the other seed-0 runs run
+    shutil.rmtree(runs)
+    calls = spy_on_runs(monkeypatch, bench)
+    bench.main(argv + ["--seeds", "0"])
+    assert calls == names[0][1:]
+    # and then seed 1 joins: only its runs run, the table shows both seeds
+    calls = spy_on_runs(monkeypatch, bench)
+    first = bench.main(argv + ["--seeds", "0,1"])
+    assert calls == names[1]
+    assert set(first["finished_runs"]) == {*names[0], *names[1]}
+    md = md_file.read_text()
+    assert " ± " in md and "constant" in md and "seeds)" not in md
     if table == "peftt_table":
         probe = first["methods"]["probe"]
-        assert len(probe["accuracy"]) == 2 and all(s > 0 for s in probe["cpu_seconds"])
+        assert probe["seeds"] == [0, 1] and len(probe["accuracy"]) == 2 and all(s > 0 for s in probe["cpu_seconds"])
         assert probe["trainable_params"] == 16 * 12 + 12
         assert set(first["tokenizers"][model]) == {"spaces", "tsheg"}
         assert 0 < first["baselines"]["best_constant_accuracy"] < 1
-        assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
-            "probe-seed0", "probe-seed1", "prompt-seed0", "prompt-seed1"]
     elif table == "xprompt_table":
         cb = first["tasks"]["CB"]
         assert set(cb["methods"]) == {"probe", "prompt", "xprompt"} and 0 < cb["baseline"] < 1
@@ -376,8 +422,29 @@ def test_tables_summarize_seeds_and_never_redo_a_finished_run(models, tmp_path, 
         ner = first["tasks"]["ner"]
         assert set(ner["methods"]) == {"probe", "prompt"} and set(ner["baseline"]) == {"en", "de"}
         assert len(ner["methods"]["probe"]["scores"]["de"]) == 2
-    before = run_files(tmp_path / "runs")
-    again = bench.main(argv + ["--resume"])  # everything is finished: read back, nothing retrained or rewritten
-    assert run_files(tmp_path / "runs") == before
-    strip = lambda r: {k: v for k, v in r.items() if k not in ("cpu_seconds", "cpu_seconds_total")}  # noqa: E731
-    assert strip(again) == strip(first)
+    assert first["finished_runs"][names[0][0]]["config"]["seed"] == 0
+    assert "seconds" not in json.dumps({n: r["results"] for n, r in first["finished_runs"].items()})
+    saved = {f: f.read_text() for f in (json_file, md_file)}
+
+    # finished run folders are read back (another --out, no json there): nothing retrained, the same records
+    before = run_files(runs)
+    calls = spy_on_runs(monkeypatch, bench)
+    again = bench.main([*argv, "--seeds", "1", "--out", str(tmp_path / "out1")])
+    assert calls == [] and run_files(runs) == before
+    assert again["finished_runs"] == {n: first["finished_runs"][n] for n in names[1]}
+
+    # a whole new session (no run folders): nothing retrains, no run folder is made, the same json and md
+    shutil.rmtree(runs)
+    calls = spy_on_runs(monkeypatch, bench)
+    bench.main(argv + ["--seeds", "0,1"])
+    assert calls == [] and not runs.exists()
+    assert {f: f.read_text() for f in saved} == saved
+
+    # an option that enters the runs' config: exactly the runs it changes run again, and stderr says why
+    option, value, message, row = changed
+    capsys.readouterr()
+    calls = spy_on_runs(monkeypatch, bench)
+    argv[argv.index(option) + 1] = value
+    bench.main(argv + ["--seeds", "0,1"])
+    assert calls == [f"{row}-seed0", f"{row}-seed1"]
+    assert f"{row}-seed0 was recorded with other settings ({message})" in capsys.readouterr().err
