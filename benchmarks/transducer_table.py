@@ -85,7 +85,7 @@ PAGE = 4096 if not hasattr(os, "sysconf") else os.sysconf("SC_PAGE_SIZE")
 MIB = 2 ** 20
 # the settings a finished run is reused under (a resumed table must not mix two setups)
 RUN_SETTINGS = ("model", "label_encoder", "data_seed", "train_size", "valid_size", "test_size", "max_source",
-                "max_target", "max_nodes", "batch_size", "eval_batch_size", "epochs", "lr", "threads")
+                "max_target", "max_nodes", "batch_size", "eval_batch_size", "epochs", "threads")
 
 
 def transducer_setup(method: str) -> tuple[str, str] | None:
@@ -170,14 +170,15 @@ def prepare(task: str, method: str, seed: int, args):
     return task_obj, data, protocol, available, count_parameters(lm.module).trainable
 
 
-def graph_readout(task_obj: CodeGenTask, seed: int) -> dict:
-    """Teacher-forced test loss / token accuracy of the trained Transducer with its test graphs as they are,
-    shuffled between examples, or zeroed (no retraining): whether the trained model reads its graph."""
+def graph_readout(task_obj: CodeGenTask, seed: int, test_metrics: dict) -> dict:
+    """Teacher-forced test loss / token accuracy of the trained Transducer with its test graphs as they are (from
+    ``test_metrics``), shuffled between examples, or zeroed (no retraining): whether the trained model reads its
+    graph."""
     test = task_obj.data["test"]
     graphs, table = [e.graph for e in test], task_obj.label_table
-    out = {}
+    out = {"none": {k: test_metrics[k] for k in ("loss", "token_acc")}}
     with torch.no_grad():
-        for mode in ("none", "shuffle", "zeros"):
+        for mode in ("shuffle", "zeros"):
             task_obj.label_table = ablate_graphs({"test": test}, table, mode, seed)
             out[mode] = task_obj._teacher_forced(test)
             task_obj.label_table = table
@@ -200,17 +201,18 @@ def run_one(task: str, method: str, seed: int, args) -> dict:
             with torch.no_grad():
                 test, valid = task_obj.evaluate("test"), {}
         else:
-            res = fit(task_obj, TrainConfig(epochs=args.epochs, lr=args.lr, optimizer="adamw", metric="token_acc",
+            res = fit(task_obj, TrainConfig(epochs=args.epochs, lr=method_lr(args, method), optimizer="adamw",
+                                            metric="token_acc",
                                             patience=0, seed=seed, progress=False))
             test, valid = res["test"], res["valid"]
     train_cpu = time.process_time() - cpu0 - task_obj.eval_cpu
-    readout = graph_readout(task_obj, seed) if transducer_setup(method) else None
+    readout = graph_readout(task_obj, seed, test) if transducer_setup(method) else None
     return {"task": task, "protocol": protocol, "method": method, "seed": seed, "trainable": params, "test": test,
             "valid": valid, "pairs": {s: len(v) for s, v in data.items()}, "available_pairs": available,
             "steps": 0 if method in UNTRAINED else args.epochs * math.ceil(len(data["train"]) / args.batch_size),
             "peak_rss_mib": mem.peak / MIB, "train_delta_mib": (mem.peak - mem.start) / MIB,
             "train_cpu_seconds": 0.0 if method in UNTRAINED else train_cpu, "eval_cpu_seconds": task_obj.eval_cpu,
-            "graph_readout": readout, "settings": run_settings(args),
+            "graph_readout": readout, "settings": run_settings(args, method),
             "example": task_obj.predictions.get("test", [""])[:2]}
 
 
@@ -247,15 +249,35 @@ def probe_one(task: str, method: str, args) -> dict:
             "gen_tokens_per_cpu_s": ids.numel() / gen, "peak_rss_mib": maxrss_bytes() / MIB}
 
 
-def run_settings(args) -> dict:
-    return {k: getattr(args, k) for k in RUN_SETTINGS}
+def method_lr(args, method: str) -> float:
+    """``--method-lr`` for ``method`` (a Transducer variant falls back to ``transducer``'s), else ``--lr``."""
+    table = args.method_lr or {}
+    return table.get(method, table.get("transducer", args.lr) if transducer_setup(method) else args.lr)
+
+
+def run_settings(args, method: str) -> dict:
+    """What a finished run is reused under: the shared settings and the method's learning rate."""
+    return {**{k: getattr(args, k) for k in RUN_SETTINGS}, "lr": None if method in UNTRAINED else method_lr(args, method)}
+
+
+def lrs(text: str) -> dict[str, float]:
+    """``transducer=1e-2,prompt=3e-2`` -> {method: lr}; a name that is not a method is an error."""
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in METHODS or not value:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected METHOD=LR with METHOD one of {', '.join(METHODS)}")
+        out[name] = float(value)
+    return out
 
 
 def worker_argv(args, job: str, out: Path) -> list[str]:
     cmd = [sys.executable, __file__, "--worker", job, "--worker-out", str(out), "--seeds", ",".join(map(str, args.seeds))]
-    for k in RUN_SETTINGS:
+    for k in (*RUN_SETTINGS, "lr"):
         if getattr(args, k) is not None:
             cmd += ["--" + k.replace("_", "-"), str(getattr(args, k))]
+    if args.method_lr:
+        cmd += ["--method-lr", ",".join(f"{m}={v!r}" for m, v in args.method_lr.items())]
     return cmd + (["--probe", str(args.probe)] if args.probe else [])
 
 
@@ -269,7 +291,7 @@ def finished_row(path: Path, args) -> dict | None:
         row = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # not finished (the file is written atomically, only at the end)
-    diff = config_differences(row.get("settings", {}), json.loads(json.dumps(run_settings(args))))
+    diff = config_differences(row.get("settings", {}), json.loads(json.dumps(run_settings(args, row["method"]))))
     if diff:
         shown = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, a, b in diff)
         raise ConfigError(f"{path} was run with other settings ({shown}); use another --runs folder (or the "
@@ -310,6 +332,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
     for (task, method), rs in groups.items():
         summary = {"task": task, "method": method, "seeds": [r["seed"] for r in rs], "trainable": rs[0]["trainable"],
                    "steps": rs[0].get("steps", 0), "pairs": rs[0]["pairs"], "protocol": rs[0]["protocol"],
+                   "lr": (rs[0].get("settings") or {}).get("lr"),
                    "peak_rss_mib": mean_std([r["peak_rss_mib"] for r in rs])[0],
                    "train_cpu_seconds": mean_std([r["train_cpu_seconds"] for r in rs])[0],
                    "test": {m: mean_std([r["test"].get(m) for r in rs]) for m in METRICS}}
@@ -358,15 +381,16 @@ def markdown(rows: list[dict], note: str) -> str:
               if target else "text target: no CodeBLEU")
         lines += ["", f"### {task}", "",
                   f"Protocol {first['protocol']}; pairs train/valid/test {pairs}. {cb}.", "",
-                  "| method | seeds | trainable params | steps | peak RSS MiB | train CPU-s | BLEU | CodeBLEU | EM "
-                  "| sBLEU | ChrF | tok-acc | > frozen |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
+                  "| method | seeds | trainable params | steps | lr | peak RSS MiB | train CPU-s | BLEU | CodeBLEU "
+                  "| EM | sBLEU | ChrF | tok-acc | > frozen |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|"]
         for s in (s for s in summaries if s["task"] == task):
             t, n = s["test"], len(s["seeds"])
             untrained = s["method"] in UNTRAINED
             verdict = "" if s["above_frozen"] is None else ("yes" if s["above_frozen"] else "no")
             lines.append(
-                f"| {s['method']} | {n} | {s['trainable']:,} | {s['steps']} | {s['peak_rss_mib']:.0f} | "
+                f"| {s['method']} | {n} | {s['trainable']:,} | {s['steps']} | {_num(s['lr'], 'g')} | "
+                f"{s['peak_rss_mib']:.0f} | "
                 f"{'-' if untrained else format(s['train_cpu_seconds'], '.0f')} | "
                 + " | ".join(_pm(t[m], n) for m in METRICS) + f" | {verdict} |")
         readouts = [s for s in summaries if s["task"] == task and s.get("graph_readout")]
@@ -415,7 +439,10 @@ def main(argv=None) -> int:
                    help="pairs per evaluation batch (default: --batch-size); greedy decoding on CPU is bound by reading "
                         "the weights once per step, so a larger batch costs little more per step")
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate of every trained method")
+    p.add_argument("--method-lr", type=lrs, default=None, metavar="METHOD=LR,...",
+                   help="per-method learning rates overriding --lr (a transducer-* variant without its own takes "
+                        "transducer's), e.g. transducer=1e-2,prompt=3e-2")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="worker processes at once (each measures only itself)")
     p.add_argument("--runs", default=None, metavar="DIR",
@@ -467,7 +494,8 @@ def main(argv=None) -> int:
     note = (f"Backbone: {args.model} (d_model={d_model}), frozen; node labels: {label_name} ({label_dim}-d). "
             f"Subsample (data seed {args.data_seed}, the same for every method and seed): train {args.train_size} / "
             f"valid {args.valid_size} / test {args.test_size} pairs per task, only pairs with source <= "
-            f"{args.max_source} and target <= {args.max_target} tokens; AdamW lr {args.lr}, batch {args.batch_size}, "
+            f"{args.max_source} and target <= {args.max_target} tokens; AdamW lr {args.lr}"
+            f"{''.join(f', {m} {v:g}' for m, v in (args.method_lr or {}).items())} (column lr), batch {args.batch_size}, "
             f"{args.epochs} epoch(s) = {steps} optimizer steps for every trained method, seeds "
             f"{','.join(map(str, args.seeds))} (mean ± sample std; the frozen rows run once), {args.threads} torch "
             f"thread(s). Each run is a fresh process ({args.jobs} at a time): peak RSS = highest resident memory "

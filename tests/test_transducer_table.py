@@ -55,7 +55,7 @@ def test_aggregate_per_method_and_the_above_frozen_verdict(table):
     assert got["transducer"]["graph_readout"] == pytest.approx(
         {"none": 1.0, "shuffle": 1.5, "zeros": 2.0, "gate_abs_mean": 0.2})
     md = table.markdown(rows, "note")
-    assert "| lora | 2 | 7 | 2 | 100 | 15 | 8.00 ± 1.41 |" in md
+    assert "| lora | 2 | 7 | 2 | n/a | 100 | 15 | 8.00 ± 1.41 |" in md
     assert "| transducer | 1.0000 | 1.5000 | 2.0000 | 2.00e-01 |" in md
 
 
@@ -79,7 +79,7 @@ def test_a_killed_table_resumes_without_redoing_finished_runs(table, tiny_model_
             raise RuntimeError("killed")
         task, method, seed = job.split(":")
         result = row(method, int(seed), 5.0 + len(method), 6.0)
-        result["settings"] = table.run_settings(args)
+        result["settings"] = table.run_settings(args, method)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result))
         return result
@@ -102,7 +102,26 @@ def test_a_killed_table_resumes_without_redoing_finished_runs(table, tiny_model_
     assert saved["command"].startswith("benchmarks/transducer_table.py --model")
     calls.clear()
     assert table.main(argv) == 0 and calls == []  # everything finished: nothing reruns
-    # the same runs folder under another learning rate is refused before anything runs
-    with pytest.raises(Exception, match=r"lr: 0\.0003 there, 0\.001 now"):
+    # the same runs folder under another learning rate is refused before anything runs...
+    with pytest.raises(Exception, match=r"lora/seed0.json was run with other settings \(lr: 0\.0003 there, 0\.001 now"):
         table.main(argv + ["--lr", "1e-3"])
+    with pytest.raises(Exception, match=r"ia3/seed0.json .*lr: 0\.0003 there, 0\.003 now"):
+        table.main(argv + ["--method-lr", "ia3=3e-3"])
     assert calls == []
+    # ...but a method's own rate leaves the other methods' runs valid, and the frozen rows have no rate
+    assert table.main(argv + ["--method-lr", "ia3=3e-3", "--runs", str(tmp_path / "runs2")]) == 0
+    lrs = {(r["method"], r["seed"]): r["settings"]["lr"] for r in
+           json.loads((tmp_path / "res" / "table.json").read_text())["rows"]}
+    assert lrs == {("frozen", 0): None, ("lora", 0): 3e-4, ("lora", 1): 3e-4, ("ia3", 0): 3e-3, ("ia3", 1): 3e-3}
+
+
+def test_method_lr_parsing_and_transducer_fallback(table):
+    import argparse
+
+    assert table.lrs("transducer=1e-2, prompt=0.03") == {"transducer": 1e-2, "prompt": 0.03}
+    with pytest.raises(argparse.ArgumentTypeError, match="METHOD=LR with METHOD one of frozen"):
+        table.lrs("adapter=1e-3")
+    args = argparse.Namespace(lr=1e-3, method_lr={"transducer": 1e-2, "transducer-zeros": 5e-3})
+    assert table.method_lr(args, "transducer-as-released") == 1e-2
+    assert table.method_lr(args, "transducer-zeros") == 5e-3
+    assert table.method_lr(args, "lora") == 1e-3
