@@ -1,13 +1,37 @@
 """Transducer Tuning vs PEFT baselines on the mirror's code tasks: per task, per method (mean ± std over seeds)
 the trainable parameters, peak memory, training CPU time, and BLEU / CodeBLEU / EM / sBLEU / ChrF.
 
-    # the recorded Qwen table (issue 21): ~1.6 CPU-hours measured per step (see "Cost" below); resumable
+The recorded command of the Qwen2.5-Coder-0.5B table (issue 21); rerun as it is, it resumes (see "Resume"):
+
     nice -n 19 .venv/bin/python benchmarks/transducer_table.py --model qwen2.5-coder-0.5b --seeds 0,1 \\
-        --methods frozen,frozen-instruct,transducer,transducer-as-released,transducer-shuffled,transducer-zeros,lora,prompt,prefix,ia3 \\
-        --train-size 96 --valid-size 16 --test-size 32 --max-source 96 --max-target 64 --lr 1e-3 \\
-        --jobs 2 --runs runs/transducer_qwen --out benchmarks/results/transducer_qwen
-    # the old SmolLM2 smoke table (one seed, 32 pairs, 4 steps)
-    nice -n 19 .venv/bin/python benchmarks/transducer_table.py --jobs 3
+        --methods frozen,frozen-instruct,transducer,transducer-as-released,lora,transducer-shuffled,transducer-zeros,prompt,prefix,ia3 \\
+        --train-size 96 --valid-size 16 --test-size 32 --eval-batch-size 32 --max-source 64 --max-target 48 \\
+        --lr 1e-3 --method-lr transducer=1e-2,prompt=3e-2,prefix=1e-2,ia3=3e-3 --jobs 2 --runs runs/transducer_qwen
+
+It costs about 5 CPU-hours (2.5 h wall with --jobs 2 on two free cores; each worker peaks near 7.5 GB RSS).
+Its first five methods alone (``--methods frozen,frozen-instruct,transducer,transducer-as-released,lora``, the
+same other options and ``--runs``) cost about 2 CPU-hours and are reused by the full command. Adding ``full``
+costs ~0.9 CPU-h more and 13 GB per worker (``--jobs 1`` on a 24 GB machine). The old SmolLM2 smoke table (one
+seed, 32 pairs, 4 steps): ``nice -n 19 .venv/bin/python benchmarks/transducer_table.py --jobs 3``.
+
+Cost, measured by ``--probe 2`` (two timed training steps after a warm-up step, one generation batch) on
+Qwen2.5-Coder-0.5B-Instruct, float32, one torch thread of an AVX2 EPYC core while two other jobs shared the
+machine (2026-12-03), translation:
+
+| method | pairs <= (source, target) tokens | tokens / step of 8 | train CPU-s / step | tokens / CPU-s | peak RSS |
+|---|---|---:|---:|---:|---:|
+| LoRA | 96, 64 | 498 | 32.7 | 15.2 | 7.6 GB |
+| Transducer | 96, 64 | 498 | 37.5 | 13.3 | 7.3 GB |
+| full | 64, 48 | 395 | 49.7 | 7.9 | 13.1 GB |
+
+That is far from the ~90 training tokens/s once noted for this model: forward and backward through the whole
+backbone (630 M parameters as prepared, the 152k-word LM head untied) run at ~40 GFLOP/s, about what one AVX2
+core gives in float32. Greedy decoding is bound by reading the weights once per step: 8 prompts x 64 new tokens
+took 50-58 CPU-s (~9-10 tokens/CPU-s), 32 prompts x 48 new tokens 85-87 CPU-s (~18 tokens/CPU-s), hence
+``--eval-batch-size 32``. Per trained run of the command above (12 steps of ~395 tokens): load + CPGs ~25,
+training ~12 x 26-30 = 310-360, validation ~20, test (teacher-forced + decoding) ~130, Transducer graph
+readout ~80 CPU-s: ~500 (baselines) to ~610 (Transducers) CPU-s; 32 trained runs + 4 frozen ones (~150-220
+each) ~18,500 CPU-s.
 
 Methods. ``frozen``: the backbone as is, the same ``source + separator`` prompt the trained methods get;
 ``frozen-instruct``: the backbone prompted zero-shot through its chat template with the task in words
@@ -15,12 +39,14 @@ Methods. ``frozen``: the backbone as is, the same ``source + separator`` prompt 
 cross-attention fusion) and ``transducer-as-released`` (the released ABFL); ``transducer-shuffled`` and
 ``transducer-zeros``: the graph ablation -- the cross-attention Transducer trained and tested with every
 example given another example's graph, or with all node-label vectors zero (no information from the code;
-``cptpp.code.tune.ablate_graphs``); ``lora``, ``prompt``, ``prefix``, ``ia3`` (peft) and ``full``
-fine-tuning. Each trained method sees the same pairs, batches of the same size and the same number of
-optimizer steps (``--train-size / --batch-size x --epochs``), with AdamW at ``--lr``, and is tested once at its
-best validation epoch (teacher-forced token accuracy) by greedy decoding. A Transducer row also records the
-teacher-forced test loss of the *trained* model with the graphs shuffled or zeroed at test time (does the
-trained model read its graph?) and its mean |gate| (the corrected fusion starts from gate 0).
+``cptpp.code.tune.ablate_graphs``, ``cptpp code-tune --graph-ablation``); ``lora``, ``prompt``, ``prefix``,
+``ia3`` (peft) and ``full`` fine-tuning. Each trained method sees the same pairs, batches of the same size and
+the same number of optimizer steps (``--train-size / --batch-size x --epochs``), with AdamW at ``--lr`` or its
+``--method-lr`` (the rates of the command are each method's usual scale, NOT tuned here: a zero-initialised
+gate or a soft prompt barely moves in 12 steps at LoRA's rate), and is tested once at its best validation epoch
+(teacher-forced token accuracy) by greedy decoding. A Transducer row also records the teacher-forced test loss
+of the *trained* model with the graphs shuffled or zeroed at test time (does the trained model read its
+graph?) and its mean |gate| (the corrected fusion starts from gate 0).
 
 Seeds. ``--seeds`` seed each method's initialization and batch order; the data sample (train / valid / test
 pairs) is drawn once with ``--data-seed`` and is the same for every method and seed, so rows compare on the
@@ -31,7 +57,7 @@ over seeds; the "> frozen" column says whether every seed beat the frozen row in
 Resume. Every (task, method, seed) runs in a fresh Python process (``--worker``; ``--jobs N`` at a time) and
 writes ``RUNS/<task>/<method>/seed<k>.json`` when it has finished. A rerun of the same command skips every
 finished run (a killed table loses only the runs it was in), after checking that the run used the same
-settings; other settings need another ``--runs`` folder.
+settings (its learning rate included); other settings need another ``--runs`` folder.
 
 Measured in each worker (the backbone loaded and the data encoded first):
 * peak RSS: the process's resident memory at its highest during training + evaluation, frozen backbone
@@ -39,9 +65,6 @@ Measured in each worker (the backbone loaded and the data encoded first):
   /proc/self/statm samples taken every 5 ms. Train delta: that peak minus the RSS just before ``fit``.
 * train CPU-s: process CPU seconds in ``fit`` minus those spent in evaluation (``--threads`` torch threads,
   one by default, so about the wall time on an idle core).
-
-Cost (``--probe``: a few timed training steps and one generation batch per method, Qwen2.5-Coder-0.5B, one
-thread, 2026-12-03): see benchmarks/results/transducer_probe.md; the docstring command above is sized from it.
 
 Results go to OUT.json and OUT.md (default benchmarks/results/transducer_table); ``--render OUT.json``
 re-prints a table. THE NUMBERS ARE NOT COMPARABLE TO THE PAPER'S (CodeT5+ 220M, full training sets, 1 epoch).
