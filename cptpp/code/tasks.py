@@ -22,6 +22,11 @@ Sequence layout. Encoder-decoder: encoder ``source </s>``, labels ``target </s>`
 ``source  separator  target eos`` with the loss on ``target eos`` only; generation is greedy from
 ``source separator`` (left-padded). ``fuse_mask`` marks the source tokens, whose embeddings a
 Transducer fuses with the source's code property graph.
+
+Zero-shot prompting of a chat model (``CodeTaskConfig.instruction``): the prompt is the tokenizer's chat
+template around one user turn ``instruction + blank line + source`` (the task's ``TaskSpec.instruction``),
+ending where the assistant's answer starts; the answer is read by :func:`answer_line` (the first fenced code
+block, or the text, joined into one line), since a chat model answers in markdown over several lines.
 """
 from __future__ import annotations
 
@@ -167,10 +172,39 @@ class Encoded:
 
     prompt: list[int]
     target: list[int]
-    n_source: int              # the first n_source ids of ``prompt`` are source tokens
+    n_source: int              # prompt[source_start:source_start + n_source] are the source tokens
     reference: str
     source: str = ""
     graph: Any = None
+    source_start: int = 0      # > 0 when an instruction template precedes the source
+
+
+SOURCE_SLOT = "\x00SOURCE\x00"  # stands for the source while the chat template is rendered
+
+
+def chat_prompt_parts(tokenizer, instruction: str) -> tuple[list[int], list[int]]:
+    """Token ids of the chat-template prompt before and after the source: ``user: instruction + "\\n\\n" +
+    source``, then the assistant turn's opening (``add_generation_prompt``)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("instruction=True needs a chat model: this tokenizer has no chat_template")
+    text = tokenizer.apply_chat_template([{"role": "user", "content": f"{instruction}\n\n{SOURCE_SLOT}"}],
+                                         tokenize=False, add_generation_prompt=True)
+    before, after = text.split(SOURCE_SLOT)
+    return _ids(tokenizer, before), _ids(tokenizer, after)
+
+
+def answer_line(text: str, code: bool = True) -> str:
+    """One line from a chat model's answer: the first fenced code block's lines (to its closing fence or the
+    end of the text) or, without a fence, the text's lines, stripped and joined by one space; ``code=False``
+    (a text target): the first non-empty line of that."""
+    if "```" in text:
+        body = text.split("```", 1)[1]
+        body = body.split("\n", 1)[1] if "\n" in body else ""  # drop the fence's language tag
+        text = body.split("```", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not code:
+        return lines[0] if lines else ""
+    return " ".join(lines)
 
 
 def _ids(tokenizer, text: str) -> list[int]:
@@ -183,6 +217,11 @@ def encode_pairs(pairs: Sequence[CodePair], tokenizer, cfg: CodeTaskConfig, enco
     eos = tokenizer.eos_token_id
     separator = TASKS[cfg.task].separator if cfg.separator is None else cfg.separator
     sep = [] if encoder_decoder else _ids(tokenizer, separator)
+    before: list[int] = []
+    if cfg.instruction:
+        if encoder_decoder:
+            raise ConfigError("instruction=True prompts a decoder-only chat model; this is an encoder-decoder")
+        before, sep = chat_prompt_parts(tokenizer, TASKS[cfg.task].instruction)
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     out: list[Encoded] = []
@@ -191,8 +230,8 @@ def encode_pairs(pairs: Sequence[CodePair], tokenizer, cfg: CodeTaskConfig, enco
         if cfg.drop_long and (len(src) > cfg.max_source_tokens or len(tgt) > cfg.max_target_tokens):
             continue
         src, tgt = src[:cfg.max_source_tokens], tgt[:cfg.max_target_tokens]
-        prompt = src + ([eos] if encoder_decoder else sep)
-        out.append(Encoded(prompt, tgt + [eos], len(src), pairs[i].target, pairs[i].source))
+        prompt = before + src + ([eos] if encoder_decoder else sep)
+        out.append(Encoded(prompt, tgt + [eos], len(src), pairs[i].target, pairs[i].source, None, len(before)))
         if limit and len(out) == limit:
             break
     return out
@@ -220,12 +259,13 @@ def collate(examples: Sequence[Encoded], pad_id: int, encoder_decoder: bool, tra
     elif train:
         batch["input_ids"] = pad([e.prompt + e.target for e in examples], pad_id)
         batch["labels"] = pad([[-100] * len(e.prompt) + e.target for e in examples], -100)
-        batch["fuse_mask"] = pad([[1] * e.n_source for e in examples], 0)
+        batch["fuse_mask"] = pad([[0] * e.source_start + [1] * e.n_source for e in examples], 0)
         batch["fuse_mask"] = torch.nn.functional.pad(
             batch["fuse_mask"], (0, batch["input_ids"].shape[1] - batch["fuse_mask"].shape[1])).bool()
     else:
         batch["input_ids"] = pad([e.prompt for e in examples], pad_id, left=True)
-        batch["fuse_mask"] = pad([[1] * e.n_source + [0] * (len(e.prompt) - e.n_source) for e in examples],
+        batch["fuse_mask"] = pad([[0] * e.source_start + [1] * e.n_source
+                                  + [0] * (len(e.prompt) - e.source_start - e.n_source) for e in examples],
                                  0, left=True).bool()
     lengths = [len(e.prompt) + (len(e.target) if train and not encoder_decoder else 0) for e in examples]
     batch["attention_mask"] = pad([[1] * n for n in lengths], 0, left=not train and not encoder_decoder)
@@ -266,6 +306,8 @@ class CodeGenTask:
         self.single_line = TASKS[cfg.task].single_line
         self.predictions: dict[str, list[str]] = {}
         self.metric = "token_acc"  # teacher-forced validation, cheap enough for every epoch
+        # a chat answer comes in a markdown code block over several indented lines: room for the fence and layout
+        self.max_new_tokens = cfg.max_target_tokens + 1 if not cfg.instruction else 2 * cfg.max_target_tokens + 8
 
     def _batch(self, examples: Sequence[Encoded], train: bool) -> dict[str, Any]:
         graphs = None
@@ -298,6 +340,8 @@ class CodeGenTask:
 
     def decode(self, ids: torch.Tensor) -> str:
         text = self.tok.decode(ids, skip_special_tokens=True)
+        if self.cfg.instruction:
+            return answer_line(text, code=TASKS[self.cfg.task].target_language is not None)
         if self.single_line:
             text = text.strip("\n").split("\n")[0]
         return text.strip()
@@ -306,7 +350,7 @@ class CodeGenTask:
         out = []
         for s in range(0, len(examples), self.cfg.eval_batch_size):
             batch = self._batch(examples[s:s + self.cfg.eval_batch_size], False)
-            ids = self.lm.generate(batch, max_new_tokens=self.cfg.max_target_tokens + 1,
+            ids = self.lm.generate(batch, max_new_tokens=self.max_new_tokens,
                                    eos_token_id=self.tok.eos_token_id, pad_token_id=self.pad_id)
             out.extend(self.decode(row) for row in ids)
         return out

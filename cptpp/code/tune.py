@@ -10,6 +10,9 @@ from pathlib import Path
 from cptpp.config import check_choice
 
 METHODS = ("transducer", "lora", "prompt", "prefix", "ia3", "full")
+# what a Transducer sees of the code: its own graph, another example's (a derangement within the split), or
+# all-zero node-label vectors (every node then gets the same state: no information from the code at all)
+GRAPH_ABLATIONS = ("none", "shuffle", "zeros")
 
 
 def load_backbone(path: str | Path):
@@ -86,3 +89,29 @@ def attach_all_graphs(data: dict, task: str, labels, max_nodes: int = 50):
         attach_graphs(examples, TASKS[task].language, labels, max_nodes)
     return labels.table()
 
+
+
+def ablate_graphs(data: dict, table, mode: str = "none", seed: int = 0):
+    """Corrupt what a Transducer sees of the code, to test whether the graph contributes; returns the label table.
+
+    ``"shuffle"``: within each split, example ``order[i]`` gets the graph of ``order[i + 1]`` (``order`` a seeded
+    shuffle; one cycle, so no example keeps its own graph when the split has two or more) -- graph statistics
+    stay, the match with the source is gone. ``"zeros"``: the table ``[num_labels, dim]`` becomes zeros, so
+    every node of every graph gets the same state. ``"none"``: nothing changes.
+    """
+    import random
+
+    import torch
+
+    check_choice("graph_ablation", mode, GRAPH_ABLATIONS)
+    if mode == "zeros":
+        return torch.zeros_like(table)
+    if mode == "shuffle":
+        rng = random.Random(seed)
+        for examples in data.values():
+            order = list(range(len(examples)))
+            rng.shuffle(order)
+            graphs = [examples[i].graph for i in order]
+            for k, i in enumerate(order):
+                examples[i].graph = graphs[(k + 1) % len(order)]
+    return table
