@@ -6,7 +6,7 @@ The recorded command of the Qwen2.5-Coder-0.5B table (issue 21); rerun as it is,
     nice -n 19 .venv/bin/python benchmarks/transducer_table.py --model qwen2.5-coder-0.5b --seeds 0,1 \\
         --methods frozen,frozen-instruct,transducer,transducer-as-released,lora,transducer-shuffled,transducer-zeros,prompt,prefix,ia3 \\
         --train-size 96 --valid-size 16 --test-size 32 --eval-batch-size 32 --max-source 64 --max-target 48 \\
-        --lr 1e-3 --method-lr transducer=1e-2,prompt=3e-2,prefix=1e-2,ia3=3e-3 --jobs 2 --runs runs/transducer_qwen
+        --lr 1e-3 --method-lr transducer=1e-2,prompt=3e-2,prefix=1e-2,ia3=3e-3 --jobs 2
 
 It costs about 5 CPU-hours (2.5 h wall with --jobs 2 on two free cores; each worker peaks near 7.5 GB RSS).
 Its first five methods alone (``--methods frozen,frozen-instruct,transducer,transducer-as-released,lora``, the
@@ -57,7 +57,9 @@ over seeds; the "> frozen" column says whether every seed beat the frozen row in
 Resume. Every (task, method, seed) runs in a fresh Python process (``--worker``; ``--jobs N`` at a time) and
 writes ``RUNS/<task>/<method>/seed<k>.json`` when it has finished. A rerun of the same command skips every
 finished run (a killed table loses only the runs it was in), after checking that the run used the same
-settings (its learning rate included); other settings need another ``--runs`` folder.
+settings (its learning rate included); other settings need another ``--runs`` folder. RUNS defaults to
+``OUT_runs`` beside OUT (benchmarks/results/transducer_table_runs): small JSON records, committed between
+working sessions, so a table that needs more CPU time than one session has is built over several.
 
 Measured in each worker (the backbone loaded and the data encoded first):
 * peak RSS: the process's resident memory at its highest during training + evaluation, frozen backbone
@@ -469,7 +471,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="worker processes at once (each measures only itself)")
     p.add_argument("--runs", default=None, metavar="DIR",
-                   help="one JSON per finished (task, method, seed); rerunning skips those (default: runs/OUT-NAME)")
+                   help="one JSON per finished (task, method, seed); rerunning skips those (default: OUT_runs)")
     p.add_argument("--probe", type=int, default=0, metavar="STEPS",
                    help="instead of the table: time STEPS training steps and one generation batch per method")
     p.add_argument("--out", default=str(RESULTS / "transducer_table"), help="writes OUT.json and OUT.md")
@@ -510,7 +512,7 @@ def main(argv=None) -> int:
     label_name = "minilm" if args.label_encoder is None else Path(args.label_encoder).name
     label_dim = 384 if args.label_encoder is None else AutoConfig.from_pretrained(args.label_encoder).hidden_size
     out = Path(args.out)
-    runs = Path(args.runs) if args.runs else Path("runs") / out.name
+    runs = Path(args.runs) if args.runs else out.parent / f"{out.name}_runs"
     paper_scale = {f: expected_parameters(TransducerConfig(fusion=f, label_dim=1024), 768)["total"]
                    for f in ("as-released", "cross-attention")}
     steps = args.epochs * math.ceil(args.train_size / args.batch_size)
