@@ -4,7 +4,7 @@ small byte-level Mamba can learn (UD-POS tagging, PAN-X NER, TNCC-title topics),
     python benchmarks/mamba_table.py --runs runs/mamba-table-smoke     # tiny random Mamba, no pre-training: a smoke run
     # the recorded command (see "Cost" below): a base from `cptpp mamba-pretrain`, 2 seeds
     python benchmarks/mamba_table.py --model runs/mamba-byte --runs runs/mamba-table --resume \\
-        --seeds 0,1 --max-train 256 --max-eval 300 --epochs 3 --trials 4
+        --seeds 0,1 --max-train 128 --max-eval 200 --epochs 3 --trials 4
 
 Rows per task: the constant baseline (always the training set's most frequent tag / topic); the random-init
 floor (full fine-tuning of an untrained model of the base's architecture: what pre-training adds); full
@@ -72,12 +72,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="base: a `cptpp mamba-pretrain` folder (default: tiny random Mamba)")
     p.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, from {', '.join(TASKS)}")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds (at least 2 for a std)")
-    p.add_argument("--max-train", type=int, default=256, help="training sentences / titles per seed (0 = all)")
-    p.add_argument("--max-eval", type=int, default=300, help="validation and test sentences / titles (0 = all)")
+    p.add_argument("--max-train", type=int, default=128, help="training sentences / titles per seed (0 = all)")
+    p.add_argument("--max-eval", type=int, default=200, help="validation and test sentences / titles (0 = all)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--patience", type=int, default=2, help="epochs without validation gain before stopping")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=256, help="training inputs cut to this many bytes")
+    p.add_argument("--max-len", type=int, default=192,
+                   help="training inputs (and titles, question included) cut to this many bytes")
+    p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--trials", type=int, default=4, help="hybrid search trials per task (0 = no hybrid row)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -161,7 +163,7 @@ def run_one(args, task: str, key: str, seed: int) -> dict:
         elif key != "full":
             cfg, lr = methods[key]
         res = finetune_classifier(lm, data, cfg, _train_config(args, lr, seed), max_len=args.max_len,
-                                  batch_size=args.batch_size)
+                                  batch_size=args.batch_size, eval_batch_size=args.eval_batch_size)
         record |= {"valid": res["valid"], "test": res["test"], "best_epoch": res.get("best_epoch"),
                    "stopped": res.get("stopped"), "trainable_params": res["trainable_params"],
                    "base_params": res["base_params"], "trainable_percent": res["trainable_percent"],
@@ -187,7 +189,8 @@ def run_search(args, task: str) -> dict:
 
     def trial(cfg, lr):
         return finetune_classifier(base.model, data, cfg, _train_config(args, lr, SEARCH_SEED),
-                                   max_len=args.max_len, batch_size=args.batch_size)
+                                   max_len=args.max_len, batch_size=args.batch_size,
+                                   eval_batch_size=args.eval_batch_size)
 
     return hybrid_search(trial, args.trials, out, seed=SEARCH_SEED, metric=data.metric,
                          resume=(out / "study.db").exists())

@@ -35,6 +35,7 @@ from cptpp.peft.tncc import LABELS, build_tncc_task, load_tncc, stratified_subsa
 from cptpp.peft.token_classification import TokenTask, collate_words, encode_words_bytes
 from cptpp.peft.tokenizers import ByteTokenizer
 from cptpp.train import TrainConfig, fit
+from cptpp.train.batching import length_bucketed
 from cptpp.train.params import count_parameters
 
 TASKS = ("pos", "ner", "tncc")
@@ -67,13 +68,19 @@ class MambaClassifier(nn.Module):
 
 class ByteTokenTask(TokenTask):
     """:class:`TokenTask` over bytes: training sentences cut to ``max_length`` bytes (cut words leave the
-    loss), evaluation reads every word (no cut), batched by length."""
+    loss) in length-bucketed random batches (bytes make padding costly), evaluation reads every word (no
+    cut), batched by length."""
 
     def __init__(self, model: MambaClassifier, splits: TaggingSplits, **kwargs: Any):
         super().__init__(model, ByteTokenizer(), splits, **kwargs)
 
     def encode(self, sentences: Sequence[TaggedSentence], train: bool = False):
         return encode_words_bytes(sentences, self.tag_index, self.max_length if train else None)
+
+    def batches(self, epoch: int, generator: torch.Generator):
+        lengths = [len(item[0]) for item in self.train_items]
+        return [collate_words([self.train_items[i] for i in idx], self.pad_id)
+                for idx in length_bucketed(lengths, self.batch_size, generator)]
 
     def predict(self, sentences: Sequence[TaggedSentence]) -> list[list[str]]:
         items = self.encode(sentences)
