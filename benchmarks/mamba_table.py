@@ -4,7 +4,7 @@ small byte-level Mamba can learn (UD-POS tagging, PAN-X NER, TNCC-title topics),
     python benchmarks/mamba_table.py --runs runs/mamba-table-smoke     # tiny random Mamba, no pre-training: a smoke run
     # the recorded command (see "Cost" below): a base from `cptpp mamba-pretrain`, 2 seeds
     python benchmarks/mamba_table.py --model runs/mamba-byte --runs runs/mamba-table --resume \\
-        --seeds 0,1 --max-train 128 --max-eval 200 --epochs 3 --trials 4
+        --seeds 0,1 --max-train 128 --max-eval 200 --max-len 128 --epochs 3 --trials 4
 
 Rows per task: the constant baseline (always the training set's most frequent tag / topic); the random-init
 floor (full fine-tuning of an untrained model of the base's architecture: what pre-training adds); full
@@ -23,9 +23,23 @@ when done; ``--resume`` skips finished runs (the search continues from ``RUNS/<t
 refuses settings that differ from ``RUNS/settings.json`` except ``--seeds``, ``--tasks``, ``--device``,
 ``--threads``. The table is rebuilt from whatever runs are finished.
 
-Cost (one thread, 2.7M-parameter base: hidden 256, 6 layers; timed on this project's shared CPU): see
-the "Cost" paragraph of the README's MambaPEFT section and the report of issue 21; about 1.5 CPU-hours
-for the recorded command (3 tasks x 2 seeds x 11 trained rows + 3 x 4 search trials).
+Cost of the recorded command (measured 2026-12-03, one thread, niced, on a 2-core machine busy with other
+jobs, with a random 2.7M-parameter base: hidden 256, 6 layers, state 16 -- speed does not depend on the
+weights). CPU seconds per run, 3 epochs, evaluations included, interpreter start-up (~4 s) not, at
+``--max-len 192`` (the measurement) and scaled to 128 by bytes (TNCC inputs are cut to it; few UD-POS / PAN-X
+training sentences are longer):
+
+    task   full FT / floor   LoRA in_proj x (r=64)   Additional-scan (N'=6)   at --max-len 128 (est.)
+    pos           82                  68                      -                 ~75 per run
+    ner           44                   -                      -                 ~42
+    tncc         173                   -                     213                ~120
+
+PEFT runs are not cheaper than full fine-tuning here: the frozen base still backpropagates through every
+activation, and Additional-scan enlarges the scan (22 states instead of 16). Per task 28 trained runs
+(floor and full FT, 9 methods and the hybrid, at 2 seeds; 4 search trials): pos ~35 min, ner ~20 min,
+tncc ~57 min, about 2 CPU-hours in all (less on an idle core). Peak RSS per run 1.2-1.4 GB (0.4 GB of
+it the interpreter with torch and transformers). To split the work over sessions run ``--tasks pos,ner``
+first and ``--tasks tncc`` later with the same ``--runs`` and ``--resume``; the table covers every task in ``--runs``.
 
 Writes ``--out``/mamba_table.{json,md} (default ``benchmarks/results``). The commonsense multiple-choice
 table is ``benchmarks/mamba_commonsense.py`` (secondary).
@@ -77,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--patience", type=int, default=2, help="epochs without validation gain before stopping")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=192,
+    p.add_argument("--max-len", type=int, default=128,
                    help="training inputs (and titles, question included) cut to this many bytes")
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--trials", type=int, default=4, help="hybrid search trials per task (0 = no hybrid row)")
@@ -375,7 +389,8 @@ def main(argv=None) -> int:
     _check_settings(args)
     t0 = time.perf_counter()
     drive(args, [a for a in argv if a != "--resume"])
-    table = collect(Path(args.runs), args.tasks, args.seeds)
+    # every task with runs in the folder (an earlier session may have run other --tasks)
+    table = collect(Path(args.runs), [t for t in TASKS if (Path(args.runs) / t).is_dir()], args.seeds)
     verdicts = {task: claims(rows) for task, rows in table.items()}
     out = Path(args.out)
     shown = {k: v for k, v in vars(args).items() if k not in ("only", "in_process", "out")}

@@ -116,7 +116,8 @@ def recorded_full(step_script: str, json_name: str, fallback: list[str]) -> Call
 
 # benchmarks/mamba_table.py's recorded command (its docstring), until a results json records one
 MAMBA_TABLE_ARGS = ["--model", "runs/mamba-byte", "--runs", "runs/mamba-table", "--resume", "--seeds", "0,1",
-                    "--max-train", "128", "--max-eval", "200", "--epochs", "3", "--trials", "4"]
+                    "--max-train", "128", "--max-eval", "200", "--max-len", "128", "--epochs", "3",
+                    "--trials", "4"]
 
 
 def steps() -> list[Step]:
