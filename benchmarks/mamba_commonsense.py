@@ -30,7 +30,6 @@ from pathlib import Path
 import torch
 
 from cptpp.io import write_json
-from cptpp.peft.mamba import MambaPeftConfig
 from cptpp.peft.mamba.experiment import finetune, load_base, load_splits, pretrain_tiny
 from cptpp.peft.mamba.pretrain import byte_lm_info
 from cptpp.peft.mamba.search import SINGLE_METHODS, hybrid_search

@@ -365,12 +365,17 @@ def render(table: dict[str, list[dict]], verdicts: dict[str, dict[str, str]]) ->
                   "| seeds | peak memory MB | CPU s / run |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             mem = r["peak_cuda_mb"] if r["peak_cuda_mb"] is not None else r["peak_rss_mb"]
-            lines.append(f"| {r['method']} | {r['trainable_params']:,} | {r['trainable_percent']:.2f} | {_fmt(r['valid'])} | "
+            lines.append(f"| {r['method']} | {r['trainable_params']:,} | {r['trainable_percent']:.2f} | "
+                         f"{_fmt(r['valid'])} | "
                          f"{_fmt(r['test'])} | {len(r['seeds'])} | {'-' if mem is None else f'{mem:.0f}'} | "
                          f"{r['cpu_seconds']:.0f} |")
         hybrid = [r for r in rows if r["key"] == "hybrid"]
         if hybrid:
             lines += ["", f"Searched hybrid: {', '.join(hybrid[0]['config'])}; lr {hybrid[0]['lr']:.2e}."]
+        lines += ["", "Test metric at the best validation epoch, mean ± sample std over seeds. Trainable parameters "
+                  "include the linear head. Peak memory: each run's own process (peak RSS on CPU, about 0.4 GB of "
+                  "it the interpreter with torch and transformers; peak allocated memory on CUDA); CPU s: its "
+                  "process time."]
         lines += ["", "Claims (test means; best single method chosen on validation):"]
         lines += [f"- {k}: {v}" for k, v in verdicts[task].items()] + [""]
     return "\n".join(lines)

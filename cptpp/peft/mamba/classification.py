@@ -135,7 +135,8 @@ def load_task(task: str, seed: int = 0, *, max_train: int | None = None, max_eva
 
 
 def constant_baseline(data: TaskData) -> dict[str, Any]:
-    """Always the training set's most frequent tag / topic: ``{"valid": metrics, "test": metrics, "constant": label}``."""
+    """Always the training set's most frequent tag / topic:
+    ``{"valid": metrics, "test": metrics, "constant": label}``."""
     if data.task == "tncc":
         gold = {s: [t.label for t in data.splits[s]] for s in ("train", "valid", "test")}
         top = Counter(gold["train"]).most_common(1)[0][0]
