@@ -334,8 +334,9 @@ def claims(rows: list[dict]) -> dict[str, str]:
         out["PEFT matches or beats full FT"] = (f"{'yes' if ok else 'no'}: best single method on validation, "
                                                 f"{by[best]['method']}, {t(best):.3f} vs full FT {t('full'):.3f}")
     if len(single_keys) >= 3:
-        ranked = sorted(single_keys, key=lambda k: -t(k))
-        ranks = {k: ranked.index(k) + 1 for k in ("lora_in_proj_x", "additional_scan") if k in ranked}
+        ranked = single_keys
+        # 1 + the number of methods strictly better on test (ties share a rank)
+        ranks = {k: 1 + sum(t(o) > t(k) for o in ranked) for k in ("lora_in_proj_x", "additional_scan") if k in ranked}
         top = max(3, len(ranked) // 3)
         ok = all(r <= top for r in ranks.values())
         out["LoRA in_proj and Additional-scan among the best single methods"] = (
