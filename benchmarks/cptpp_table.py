@@ -29,6 +29,7 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from cptpp.recsys.prompt_tuning import (
     load_pretrained,
     save_pretrained,
 )
+from cptpp.recsys.config import DataConfig
 from cptpp.recsys.task import RecConfig, RecTask
 from cptpp.train.params import count_parameters
 from cptpp.train import TrainConfig, fit, seed_everything
@@ -53,11 +55,16 @@ PROFILES = {"historical": "H", "factorization": "M", "high_order": "R"}
 PER_SEED_KEYS = ("seed", "command", "seconds", "paused", "params", "best_epoch", "test")
 
 
-def run_one(task, epochs: int, seed: int, patience: int) -> dict:
+def run_one(task, epochs: int, seed: int, patience: int, out: Path) -> dict:
+    """Train one cell in the run folder ``out`` (a checkpoint per epoch): a killed table resumes the
+    cell from its last epoch, and then its wall time is marked ``paused``."""
     t0 = time.time()
-    res = fit(task, TrainConfig(epochs=epochs, lr=1e-3, seed=seed, patience=patience, progress=False))
+    resume = (out / "checkpoint.pt").exists()
+    res = fit(task, TrainConfig(epochs=epochs, lr=1e-3, seed=seed, patience=patience, progress=False,
+                                out=str(out), resume=resume))
     return {"test": {m: res["test"][m] for m in METRICS}, "best_epoch": res["best_epoch"],
-            "seconds": time.time() - t0, "params": count_parameters(task.model).trainable}
+            "seconds": time.time() - t0, "params": count_parameters(task.model).trainable,
+            **({"paused": True} if resume else {})}
 
 
 def row(label: str, make_task, epochs: int, patience: int, *, run_dir: Path, seed: int, command: str,
@@ -67,7 +74,7 @@ def row(label: str, make_task, epochs: int, patience: int, *, run_dir: Path, see
     if path.exists():
         return
     seed_everything(seed)
-    result = run_one(make_task(), epochs, seed, patience)
+    result = run_one(make_task(), epochs, seed, patience, run_dir / "runs" / slug(label))
     result.update(label=label, seed=seed, command=command, seconds=result["seconds"] + extra_seconds)
     write_json(path, result)
     print(f"{run_dir.parent.parent.name:16s} seed {seed} {label:22s} recall@20={result['test']['recall@20']:.4f} "
@@ -84,26 +91,24 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", default="ml-1m-implicit")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--objectives", default="sgl,simgcl,xsimgcl")
-    ap.add_argument("--profiles", default="historical,factorization,high_order")
+    ap.add_argument("--profiles", default="historical,factorization,high_order",
+                    help="CPTPP rows to run per objective; '' runs the joint-trained rows only")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--tune", default="prompt", choices=("prompt", "prompt+items"),
                     help="what CPTPP rows train: the prompt layers only (paper mode), or prompt+items, which also "
                          "trains an item table initialized from the encoder (rows labelled '+items')")
-    ap.add_argument("--sgl-cl-weight", type=float, default=0.01,
-                    help="SGL's lambda in joint training (the paper's 0.1 stalls near random on MovieLens "
-                         "within a capped epoch budget; see the report notes)")
     ap.add_argument("--cache", default="runs/cptpp_table",
                     help="finished rows and pre-trained encoders are kept here; a rerun skips them")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from --cache")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    profiles = [p for p in args.profiles.split(",") if p]
     cache = Path(args.cache)
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])])
     protocol = f"epochs{args.epochs}-pre{args.pretrain_epochs}-pat{args.patience}"
-    joint_overrides = {"sgl": {"cl_weight": args.sgl_cl_weight}}
     restore_cache(cache, Path(args.out) / "cptpp.json")
     for name in ([] if args.report_only else args.datasets.split(",")):
         data = load_dataset(name, progress=False)
@@ -113,19 +118,23 @@ def main(argv=None) -> int:
             row("LightGCN", partial(RecTask, data, RecConfig(recommender="lightgcn", ks=[5, 20])),
                 args.epochs, args.patience, **cell)
             for obj in args.objectives.split(","):
-                joint_cfg = RecConfig(recommender=obj, ks=[5, 20], **joint_overrides.get(obj, {}))
+                joint_cfg = RecConfig(recommender=obj, ks=[5, 20])
                 row(f"{obj.upper()} (joint, λ={joint_cfg.cl_weight:g})", partial(RecTask, data, joint_cfg),
                     args.epochs, args.patience, **cell)
+                if not profiles:  # joint rows only
+                    continue
                 pre_dir = run_dir / f"pretrain-{obj}"
                 if not (pre_dir / "encoder.pt").exists():
                     seed_everything(seed)
                     pre = RecTask(data, RecConfig(recommender=obj, mode="pretrain", ks=[5, 20]))
-                    pre_res = run_one(pre, args.pretrain_epochs, seed, patience=0)
+                    pre_res = run_one(pre, args.pretrain_epochs, seed, patience=0, out=pre_dir / "run")
                     save_pretrained(pre.model, pre_dir)
-                    write_json(pre_dir / "config.json", {"model": obj, "mode": "pretrain", "seed": seed, **pre_res})
+                    # the keys `cptpp pretrain` records ("data" is how `prompt-tune` re-creates the split)
+                    write_json(pre_dir / "config.json", {"data": asdict(DataConfig(dataset=name)), "model": obj,
+                                                         "mode": "pretrain", "seed": seed, **pre_res})
                 encoder, pre_info = load_pretrained(pre_dir)
                 suffix = ", +items" if args.tune == "prompt+items" else ""
-                for prof in args.profiles.split(","):
+                for prof in profiles:
                     row(f"CPTPP-{PROFILES[prof]} ({obj.upper()}{suffix})",
                         partial(PromptTuningTask, encoder, data, PromptTuneConfig(prompt=prof, tune=args.tune, ks=[5, 20])),
                         args.epochs, args.patience, extra_seconds=pre_info["seconds"], **cell)
@@ -184,14 +193,12 @@ def write_markdown(report: dict, path: Path) -> None:
              "cannot be reproduced); validation is a seeded 10% of each user's train items. "
              "Time `s` = training + evaluation seconds (CPTPP rows include their pre-training); — where "
              "the run was paused and its wall time means nothing."), "",
-             ("SGL (joint) uses λ = 0.01, not the SGL paper's 0.1 (the λ is in the row label). With 0.1 its "
-              "contrastive gradient, which scales with 1/‖e‖ on the small Xavier-initialized embeddings, is "
-              "~1000x BPR's on the first batch, and Adam keeps the model near random for the whole capped "
-              "budget (ML-1M seed 0, 20 epochs: test Recall@20 0.0210; an independent dense re-implementation "
-              "of the SELFRec and RecBole SGL losses behaves the same). λ was picked on ml-100k validation: "
-              "`cptpp train --dataset ml-100k --recommender sgl --cl-weight W --epochs 20 --patience 0` gives "
-              "Recall@20 0.028 / 0.032 / 0.056 / 0.279 / 0.243 for W = 0.1 / 0.05 / 0.02 / 0.01 / 0.001 "
-              "(LightGCN: 0.186). Pre-training (CPTPP) uses the contrastive loss alone, so λ does not enter it."),
+             ("SGL rows follow the library's defaults (cptpp/recsys/config.py): joint SGL is RecBole 1.2.1's "
+              "form (each batch user and item against every node of the other view, τ 0.5, λ 0.05), CPTPP's "
+              "SGL pre-training is SELFRec's (one InfoNCE over the batch's distinct users and items stacked, "
+              "τ 0.2). The SGL rows of earlier versions (a two-term InfoNCE that SGL's reference codes do not "
+              "use, with λ lowered to 0.01 to make it learn) were removed when the objective was corrected; "
+              "datasets without SGL rows have not been rerun since."),
              "",
              ("CPTPP rows are `paper` mode: encoder frozen, prompt generator + fusion trained, and the "
               "pre-trained embeddings rescaled by one scalar to mean row norm 1 (`rescale`, the default). "

@@ -607,7 +607,7 @@ def render_recbole_peer(path: Path) -> str:
     d = _load(path)
     sp = d["split"]
     return (f"{d['dataset']}: {sp['users']:,} users, {sp['items']:,} items; train / valid / test {sp['train']:,} / "
-            f"{sp['valid']:,} / {sp['test']:,} pairs; {d['epochs']} epochs, seed {d['seed']}.\n\n" + table(d)
+            f"{sp['valid']:,} / {sp['test']:,} pairs; {d['epochs']} epochs, seeds {', '.join(d['per_seed'])}.\n\n" + table(d)
             + "\n\nRuns differ in random initialization and negatives, not in settings. s/epoch is the median "
               "wall time of a training epoch; runs that shared the cores with other jobs read slower, so use "
               "it as a rough figure and `recbole-lightgcn` for speed.")

@@ -139,7 +139,7 @@ def test_save_load_restores_outputs(tmp_path, method):
 
 
 def test_errors_name_valid_choices():
-    assert PEFT_METHODS.names() == ["adapter", "full", "prompt", "prompt+adapter"]
+    assert PEFT_METHODS.names() == ["adapter", "full", "probe", "prompt", "prompt+adapter"]
     with pytest.raises(ConfigError, match="method='lora'.*prompt\\+adapter"):
         PeftSpec("lora", 3)
     with pytest.raises(ConfigError, match="kind='parallel'"):

@@ -58,8 +58,9 @@ def test_fixed_sets_are_choices_shown_in_the_help():
         ("code-tune", "--method"): {"transducer", "lora", "prompt", "prefix", "ia3", "full"},
         ("xprompt", "--task"): {"BoolQ", "CB", "COPA", "MultiRC", "RTE", "WiC", "WSC"},
         ("topro", "--task"): {"ner", "pos"},
-        ("topro", "--method"): {"topro", "finetune", "prompt"},
-        ("peftt", "--method"): {"full", "prompt", "adapter", "prompt+adapter"},
+        ("topro", "--method"): {"topro", "finetune", "prompt", "probe"},
+        ("peftt", "--method"): {"full", "probe", "prompt", "adapter", "prompt+adapter"},
+        ("peftt", "--tsheg"): {"restore", "keep"},
         ("peftt", "--adapter-kind"): {"houlsby", "pfeiffer"},
         ("cpg", "--format"): {"json", "dot"},
     }

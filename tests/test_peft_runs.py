@@ -243,7 +243,7 @@ def test_config_errors_name_the_valid_choices(tmp_path, capsys):
     assert "choose from: de, zh" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # a fixed set: the parser names the choices
         main(["peftt", "--out", str(tmp_path / "b"), "--method", "lora"])
-    assert e.value.code == 2 and "'full', 'prompt', 'adapter', 'prompt+adapter'" in capsys.readouterr().err
+    assert e.value.code == 2 and "'full', 'probe', 'prompt', 'adapter', 'prompt+adapter'" in capsys.readouterr().err
     assert main(["xprompt", "--out", str(tmp_path / "c"), "--token-ratios", "0.5,0.2"]) == 2
     assert "strictly increasing" in capsys.readouterr().err
     assert main(["xprompt", "--out", str(tmp_path / "d"), "--model", str(tmp_path / "no-model")]) == 2
@@ -286,3 +286,98 @@ def test_prompt_attention_killed_between_settings_resumes_to_the_same_results(tm
     straight = tmp_path / "straight"
     assert main(args(straight)) == 0
     assert (killed / "results.json").read_text() == (straight / "results.json").read_text()
+
+
+def test_linear_probe_in_every_pipeline_and_its_cpu_time(models, tmp_path):
+    """``probe``: only a linear head trains (peftt, xprompt: 16 -> classes; topro: 16 -> 7 tags); every run
+    records its CPU time in timing.json, which a resumed finished run leaves alone (results.json too)."""
+    need("text", "tncc-title")
+    need("text", "superglue")
+    need("text", "wikiann-panx")
+    from cptpp.peft.tncc import LABELS
+
+    out = tmp_path / "peftt"
+    args = peftt_args(models, out)
+    args[args.index("--method") + 1] = "probe"
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["trainable_params"] == 16 * len(LABELS) + len(LABELS) and results["lr"] == 1e-2
+    timing = json.loads((out / "timing.json").read_text())
+    assert timing["cpu_seconds"] > 0 and set(timing["stage_cpu_seconds"]) == {"train"}
+    assert "seconds" not in json.dumps(results)  # results.json stays free of timings
+    # fit trained and checkpointed the head alone, not the frozen backbone
+    assert set(torch.load(out / "stages" / "train" / "final.pt", weights_only=True)) == {"head.weight", "head.bias"}
+    assert main(args + ["--resume"]) == 0
+    assert json.loads((out / "timing.json").read_text()) == timing
+    assert json.loads((out / "results.json").read_text()) == results
+
+    out = tmp_path / "xprompt"
+    assert main(xprompt_args(models, out) + ["--probe", "--epochs-probe", "3"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["probe"]["trainable"] == 16 * 3 + 3
+    stages = json.loads((out / "timing.json").read_text())["stage_cpu_seconds"]
+    assert set(stages) == {"probe", "prompt", "token0.25", "token0.5", "piece0.5"}
+
+    out = tmp_path / "topro"
+    args = topro_args(models, out)
+    args[args.index("--method") + 1] = "probe"
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["trainable_params"] == 16 * 7 + 7 and set(results["scores"]) == {"en", "de"}
+
+
+def load_benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_files(runs: Path) -> dict[str, str]:
+    return {str(p.relative_to(runs)): p.read_text() for p in sorted(runs.rglob("*.json*"))}
+
+
+@pytest.mark.parametrize("table,data,argv", [
+    ("peftt_table", "tncc-title", ["--methods", "probe,prompt", "--max-train", "24", "--max-valid", "12",
+                                   "--max-test", "12", "--max-length", "32", "--epochs-probe", "3"]),
+    ("xprompt_table", "superglue", ["--tasks", "CB", "--methods", "probe,xprompt", "--max-train", "16",
+                                    "--max-valid", "8", "--max-test", "8", "--max-length", "32",
+                                    "--prompt-tokens", "4", "--pieces", "4", "--epochs-probe", "3",
+                                    "--token-ratios", "0.5", "--piece-ratios", ""]),
+    ("topro_table", "wikiann-panx", ["--tasks", "ner", "--ner-langs", "de", "--methods", "probe,prompt",
+                                     "--max-train", "8", "--max-eval", "4", "--max-length", "64",
+                                     "--epochs", "1", "--epochs-probe", "2", "--prompt-tokens", "3"]),
+], ids=["peftt", "xprompt", "topro"])
+def test_tables_summarize_seeds_and_never_redo_a_finished_run(models, tmp_path, table, data, argv):
+    need("text", data)
+    bench = load_benchmark(table)
+    model = str(models / ("words" if table == "topro_table" else "bytes"))
+    extra = ["--compare-tokenizers", model] if table == "peftt_table" else []
+    argv = ["--model", model, "--seeds", "0,1", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+            *argv, *extra]
+    first = bench.main(argv)
+    md = (tmp_path / "out" / f"{table}.md").read_text()
+    assert " ± " in md and "constant" in md
+    if table == "peftt_table":
+        probe = first["methods"]["probe"]
+        assert len(probe["accuracy"]) == 2 and all(s > 0 for s in probe["cpu_seconds"])
+        assert probe["trainable_params"] == 16 * 12 + 12
+        assert set(first["tokenizers"][model]) == {"spaces", "tsheg"}
+        assert 0 < first["baselines"]["best_constant_accuracy"] < 1
+        assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+            "probe-seed0", "probe-seed1", "prompt-seed0", "prompt-seed1"]
+    elif table == "xprompt_table":
+        cb = first["tasks"]["CB"]
+        assert set(cb["methods"]) == {"probe", "prompt", "xprompt"} and 0 < cb["baseline"] < 1
+        assert len(cb["methods"]["probe"]["test_score"]) == 2 and all(cb["methods"]["xprompt"]["cpu_seconds"])
+    else:
+        ner = first["tasks"]["ner"]
+        assert set(ner["methods"]) == {"probe", "prompt"} and set(ner["baseline"]) == {"en", "de"}
+        assert len(ner["methods"]["probe"]["scores"]["de"]) == 2
+    before = run_files(tmp_path / "runs")
+    again = bench.main(argv + ["--resume"])  # everything is finished: read back, nothing retrained or rewritten
+    assert run_files(tmp_path / "runs") == before
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("cpu_seconds", "cpu_seconds_total")}  # noqa: E731
+    assert strip(again) == strip(first)

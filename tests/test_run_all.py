@@ -197,3 +197,40 @@ def test_committed_report_has_no_absolute_paths_of_this_machine(ra):
     text = ra.REPORT.read_text()
     for folder in {str(ra.ROOT), str(ra.ROOT.parent / "shared")}:
         assert folder not in text
+
+
+@pytest.fixture(scope="module")
+def peer():
+    spec = importlib.util.spec_from_file_location("recbole_peer", ROOT / "benchmarks" / "peers" / "recbole_peer.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _peer_record(test_recall: float, best_epoch: int, epochs: int = 20) -> dict:
+    curve = [{"recall@20": e / 100, "ndcg@20": e / 200} for e in range(1, epochs + 1)]
+    return {"valid_curve": curve, "best_epoch": best_epoch, "epoch_seconds": [1.0, 3.0],
+            "test_at_best": {"recall@20": test_recall, "ndcg@20": test_recall / 2}, "peak_rss_MB": 100.0}
+
+
+def test_peer_table_averages_each_run_over_its_seeds(peer):
+    res = {"epochs": 20, "per_seed": {
+        "2020": {"cptpp:sgl": _peer_record(0.30, 18), "recbole:sgl": _peer_record(0.34, 20)},
+        "2021": {"cptpp:sgl": _peer_record(0.32, 20)}}}
+    lines = peer.table(res).splitlines()
+    cptpp = next(line for line in lines if "`cptpp:sgl`" in line).split(" | ")
+    recbole = next(line for line in lines if "`recbole:sgl`" in line).split(" | ")
+    # two seeds: mean 0.31, sample std 0.01414; one seed: the value alone; curve at epochs 10 and 20
+    assert cptpp[1:6] == ["2", "0.1000", "0.2000", "19", "0.3100 ± 0.0141"]
+    assert cptpp[6] == "0.1550 ± 0.0071"
+    assert recbole[1] == "1" and recbole[5] == "0.3400"
+
+
+def test_peer_records_of_the_results_file_are_restored_not_retrained(peer, tmp_path):
+    out = tmp_path / "peer.json"
+    out.write_text(json.dumps({"epochs": 20, "per_seed": {"2020": {"recbole:sgl": _peer_record(0.34, 20)}}}))
+    work = tmp_path / "work"
+    peer.restore_records(out, work, epochs=100)  # another epoch budget: nothing to reuse
+    assert not work.exists()
+    peer.restore_records(out, work, epochs=20)
+    assert json.loads((work / "seed2020" / "recbole_sgl.json").read_text())["test_at_best"]["recall@20"] == 0.34

@@ -1,6 +1,6 @@
 """Accuracy curves of cptpp and RecBole 1.2.1 (LightGCN, SGL) on one exported split.
 
-    .venv/bin/python benchmarks/peers/recbole_peer.py --dataset ml-100k --epochs 100 \\
+    .venv/bin/python benchmarks/peers/recbole_peer.py --dataset ml-100k --epochs 100 [--seeds 2020,2021,2022] \\
         [--runs recbole:lightgcn,cptpp:lightgcn,recbole:sgl,cptpp:sgl-recbole,cptpp:sgl] \\
         [--recbole-python .venv-recbole/bin/python] [--out benchmarks/results/recbole_peer_ml-100k.json]
 
@@ -10,8 +10,11 @@ own process (RecBole's with the RecBole venv's python), one after the other. Eve
 ``--epochs`` epochs, evaluates validation after each (full ranking, train items masked) and the
 test split whenever validation Recall@20 improves, so the reported test numbers are those at the
 best-validation epoch, the house protocol; nothing is chosen on test. Each run's record
-(``<work>/<dataset>/<run>.json``) is kept: rerunning the driver skips finished runs (``--force``
-redoes them), so a killed table resumes where it stopped.
+(``<work>/<dataset>/seed<S>/<run>.json``) is kept: rerunning the driver skips finished runs (``--force``
+redoes them), so a killed table resumes where it stopped, and records already in ``--out`` are
+restored into the work folder first. Every ``--seeds`` seed runs every ``--runs`` entry; the table
+gives the mean (± std over the seeds where a run has more than one) and each run's seed count, so
+seeds can be added to some runs later (a run's seed seeds its initialization, negatives and views).
 
 Runs:
 
@@ -25,7 +28,8 @@ Runs:
   ``1e-5 * sum ||E_b||_F / B`` beside a summed BPR of about ``0.69 B``, is below 1e-7 of the loss,
   so cptpp's ``l2=0`` is that configuration to within rounding. RecBole drops exactly 10% of the
   edges per view, cptpp each edge with probability 0.1.
-* ``cptpp:sgl``: ``cptpp train --recommender sgl`` with its defaults (what a user gets).
+* ``cptpp:sgl``, ``cptpp:simgcl``, ``cptpp:xsimgcl``: ``cptpp train --recommender X`` with its
+  defaults (what a user gets), at the same lr and batch size.
 
 Peak RSS is per run process (``benchmarks/peak_rss.py`` launcher). The recbole side imports
 nothing from cptpp, so this file must stay importable in the RecBole venv. RecBole venv: see
@@ -55,8 +59,12 @@ RUNS = {
     "recbole:sgl": dict(ssl_tau=0.5, ssl_weight=0.05, reg_weight=1e-5, drop_ratio=0.1, type="ED"),
     "cptpp:sgl-recbole": dict(recommender="sgl", cl_negatives="all", tau=0.5, cl_weight=0.05, l2=0.0,
                               drop_ratio=0.1, sgl_aug="ed"),
-    "cptpp:sgl": dict(recommender="sgl"),  # the package defaults
+    # the package defaults (what `cptpp train --recommender X` gives), beside RecBole's SGL and both LightGCNs
+    "cptpp:sgl": dict(recommender="sgl"),
+    "cptpp:simgcl": dict(recommender="simgcl"),
+    "cptpp:xsimgcl": dict(recommender="xsimgcl"),
 }
+DEFAULTS_RUNS = ("cptpp:sgl", "cptpp:simgcl", "cptpp:xsimgcl")
 CURVE_EPOCHS = (10, 20, 50, 100)
 
 
@@ -141,7 +149,7 @@ def side_recbole(model_name: str, args) -> dict:
         "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
         "eval_args": {"group_by": "user", "order": "RO", "mode": "full"},
         "metrics": ["Recall", "NDCG"], "topk": [COMMON["topk"]], "valid_metric": "Recall@20",
-        "epochs": args.epochs, "seed": args.seed, "reproducibility": True, "device": "cpu", "use_gpu": False,
+        "epochs": args.epochs, "seed": int(args.seeds), "reproducibility": True, "device": "cpu", "use_gpu": False,
         "show_progress": False, "checkpoint_dir": str(work / "saved"), "save_dataset": False,
         "save_dataloaders": False, "log_wandb": False, "state": "WARNING",
     })
@@ -173,10 +181,10 @@ def side_cptpp(variant: str, args) -> dict:
     from cptpp.train import seed_everything
     from cptpp.train.loop import make_optimizer
 
-    gen = seed_everything(args.seed)
+    gen = seed_everything(int(args.seeds))
     data = load_dataset(args.dataset, progress=False)
     settings = dict(RUNS[f"cptpp:{variant}"])
-    if variant != "sgl":  # the defaults run takes everything from the package
+    if f"cptpp:{variant}" not in DEFAULTS_RUNS:  # a defaults run takes everything from the package
         settings.update(dim=COMMON["dim"], layers=COMMON["layers"], batch_size=COMMON["batch_size"])
     cfg = RecConfig(**settings, ks=[COMMON["topk"]])
     task = RecTask(data, cfg)
@@ -203,15 +211,17 @@ def side_cptpp(variant: str, args) -> dict:
 
 # --------------------------------------------------------------------------- driver
 
-def run_one(run: str, args, python: str) -> dict:
-    out = Path(args.work) / f"{run.replace(':', '_')}.json"
+def run_one(run: str, args, python: str, seed: int) -> dict:
+    work = Path(args.work) / f"seed{seed}"
+    out = work / f"{run.replace(':', '_')}.json"
     if out.exists() and not args.force:
-        print(f"{run}: kept {out}", flush=True)
+        print(f"{run} seed {seed}: kept {out}", flush=True)
         return json.loads(out.read_text())
+    work.mkdir(parents=True, exist_ok=True)
     side, variant = run.split(":")
     rss_file = out.with_suffix(".rss")
     cmd = [python, str(Path(__file__).resolve()), "--side", run, "--epochs", str(args.epochs),
-           "--dataset", args.dataset, "--seed", str(args.seed), "--work", str(args.work),
+           "--dataset", args.dataset, "--seeds", str(seed), "--work", str(args.work),
            "--num-items", str(args.num_items), "--side-out", str(out.with_suffix(".part"))]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     if "OMP_NUM_THREADS" in env:
@@ -219,7 +229,7 @@ def run_one(run: str, args, python: str) -> dict:
         # extra workers spin-wait for descheduled peers (ml-100k SGL epoch, 2 cores under load:
         # 10.5 CPU-s with 2 numba threads, 1.05 with 1)
         env.setdefault("NUMBA_NUM_THREADS", env["OMP_NUM_THREADS"])
-    print(f"{run}: {args.epochs} epochs ({python})", flush=True)
+    print(f"{run} seed {seed}: {args.epochs} epochs ({python})", flush=True)
     t = time.perf_counter()
     code = subprocess.run([sys.executable, str(PEAK_RSS), str(rss_file), *cmd], env=env, cwd=args.work).returncode
     if code != 0:
@@ -228,23 +238,52 @@ def run_one(run: str, args, python: str) -> dict:
     res["peak_rss_MB"] = int(rss_file.read_text()) / 1024
     res["wall_seconds"] = time.perf_counter() - t
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out)
     out.with_suffix(".part").unlink()
     return res
 
 
+def restore_records(out: Path, work: Path, epochs: int) -> None:
+    """Write the records of a previous ``--out`` file (same dataset and epochs) back into ``work``
+    where they are missing, so a table extended by seeds or runs does not retrain what it has."""
+    if not out.exists():
+        return
+    old = json.loads(out.read_text())
+    if old.get("epochs") != epochs:
+        return
+    for seed, runs in old["per_seed"].items():
+        for run, rec in runs.items():
+            path = work / f"seed{seed}" / f"{run.replace(':', '_')}.json"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(rec, indent=2, sort_keys=True) + "\n")
+
+
+def _mean_std(values: list[float], fmt: str = "{:.4f}") -> str:
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
 def table(res: dict) -> str:
-    """Markdown: validation Recall@20 at CURVE_EPOCHS, test at the best epoch, s/epoch, peak RSS."""
+    """Markdown, one row per run over its seeds: mean validation Recall@20 at CURVE_EPOCHS, mean best
+    epoch, test Recall@20 / NDCG@20 at the best epoch (mean ± std), median s/epoch, largest peak RSS."""
     epochs = [e for e in CURVE_EPOCHS if e <= res["epochs"]]
-    head = (["run"] + [f"valid R@20 ep {e}" for e in epochs]
+    head = (["run", "seeds"] + [f"valid R@20 ep {e}" for e in epochs]
             + ["best ep", "test R@20", "test N@20", "s/epoch", "peak RSS MB"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for run, r in res["runs"].items():
-        curve = [f"{r['valid_curve'][e - 1]['recall@20']:.4f}" for e in epochs]
-        sec = statistics.median(r["epoch_seconds"])
-        lines.append("| " + " | ".join([f"`{run}`", *curve, str(r["best_epoch"]),
-                                         f"{r['test_at_best']['recall@20']:.4f}", f"{r['test_at_best']['ndcg@20']:.4f}",
-                                         f"{sec:.2f}", f"{r['peak_rss_MB']:.0f}"]) + " |")
+    runs = [run for run in RUNS if any(run in recs for recs in res["per_seed"].values())]
+    for run in runs:
+        recs = [recs[run] for recs in res["per_seed"].values() if run in recs]
+        curve = [f"{statistics.mean(r['valid_curve'][e - 1]['recall@20'] for r in recs):.4f}" for e in epochs]
+        sec = statistics.median(s for r in recs for s in r["epoch_seconds"])
+        lines.append("| " + " | ".join([
+            f"`{run}`", str(len(recs)), *curve, f"{statistics.mean(r['best_epoch'] for r in recs):.0f}",
+            _mean_std([r["test_at_best"]["recall@20"] for r in recs]),
+            _mean_std([r["test_at_best"]["ndcg@20"] for r in recs]),
+            f"{sec:.2f}", f"{max(r['peak_rss_MB'] for r in recs):.0f}"]) + " |")
     return "\n".join(lines)
 
 
@@ -254,22 +293,31 @@ def driver(args) -> int:
     args.work = str(work)
     recbole_python = Path(args.recbole_python)
     runs = [r for r in args.runs.split(",") if r]
+    seeds = [int(s) for s in args.seeds.split(",")]
     for r in runs:
         if r not in RUNS:
             raise SystemExit(f"unknown run {r!r}; choose from {', '.join(RUNS)}")
-    if any(r.startswith("recbole:") for r in runs) and not recbole_python.exists():
-        raise SystemExit(f"RecBole python {recbole_python} not found; benchmarks/run_all.py creates the venv")
+    out = Path(args.out or HERE.parent / "results" / f"recbole_peer_{args.dataset}.json")
+    restore_records(out, work, args.epochs)
     sizes = export_atomic(args.dataset, work / "data" / recbole_name(args.dataset))
     args.num_items = sizes["items"]
-    results = {}
-    for r in runs:
-        results[r] = run_one(r, args, str(recbole_python) if r.startswith("recbole:") else sys.executable)
-    res = {"dataset": args.dataset, "epochs": args.epochs, "seed": args.seed, "split": sizes, "common": COMMON,
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "runs": results,
+    for seed in seeds:
+        for r in runs:
+            if r.startswith("recbole:") and not recbole_python.exists():
+                raise SystemExit(f"RecBole python {recbole_python} not found; benchmarks/run_all.py creates the venv")
+            run_one(r, args, str(recbole_python) if r.startswith("recbole:") else sys.executable, seed)
+    per_seed = {}  # every finished record in the work folder: earlier seeds and runs stay in the table
+    for path in sorted(work.glob("seed*/*.json"), key=lambda p: (int(p.parent.name[4:]), p.name)):
+        run = path.stem.replace("_", ":", 1)
+        if run in RUNS:
+            per_seed.setdefault(path.parent.name[4:], {})[run] = json.loads(path.read_text())
+    res = {"dataset": args.dataset, "epochs": args.epochs, "split": sizes, "common": COMMON,
+           "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "per_seed": per_seed,
            "command": " ".join([Path(sys.executable).name] + [str(a) for a in sys.argv])}
-    out = Path(args.out or HERE.parent / "results" / f"recbole_peer_{args.dataset}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, out)
     print(table(res))
     print(f"wrote {out}")
     return 0
@@ -279,7 +327,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--seeds", default="2020", help="comma-separated; each seed runs every --runs entry")
     ap.add_argument("--runs", default=",".join(RUNS))
     ap.add_argument("--force", action="store_true", help="redo runs whose record exists")
     ap.add_argument("--recbole-python", default=str(ROOT / ".venv-recbole" / "bin" / "python"))

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cptpp.config import ConfigError, check_range
 from cptpp.train.batching import pad_batch
@@ -139,3 +140,80 @@ class ClassificationTask:
 
     def evaluate(self, split: str) -> dict[str, float]:
         return self.metrics(self.predict(split), self.labels[split].numpy(), self.examples[split])
+
+
+class HeadOnly(nn.Module):
+    """The part of a linear probe that trains: ``model.head`` (shared, not copied), so ``fit`` checkpoints and
+    restores the head alone (state keys ``head.weight``/``head.bias``, as in the whole model), not the frozen
+    backbone (1 GB for Gemma 3 270M) every epoch. Raises unless the head is all ``model`` trains."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        if getattr(model, "head", None) is None or any(not n.startswith("head.") for n in trainable):
+            raise ConfigError(f"a linear probe trains only model.head; trainable here: {trainable[:5]}")
+        self.head = model.head
+
+
+class ProbeTask(ClassificationTask):
+    """A linear probe's ``fit`` task: the model's backbone is frozen, so its pooled features
+    (``model.features(ids, mask)`` ``[N, H]``) are computed once per split, in eval mode, and an epoch trains
+    only ``model.head`` on them. Same data, metrics and results as :class:`ClassificationTask` on the same
+    model, at the cost of one forward pass per example instead of one per example and epoch. The features
+    are standardized with the training split's mean and std before the head (a fixed affine map, so the
+    head stays linear in the features; without it a decoder's large-norm final states make Adam's first
+    steps overshoot); :meth:`fold_standardization` folds them into the head's weights. ``task.model`` is
+    :class:`HeadOnly` (what ``fit`` trains and checkpoints); ``task.classifier`` the whole model.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.classifier = self.model
+        self.model = HeadOnly(self.classifier)
+        self._features: dict[str, torch.Tensor] = {}
+        train = self.features("train")
+        self.shift, self.scale = train.mean(0), train.std(0).clamp_min(1e-6)
+
+    def features(self, split: str) -> torch.Tensor:
+        """``[N, H]`` pooled features of ``split``, in its order (computed in length-sorted batches: less padding)."""
+        if split not in self._features:
+            was_training = self.classifier.training
+            self.classifier.eval()
+            order = sorted(range(len(self.ids[split])), key=lambda i: len(self.ids[split][i]))
+            with torch.no_grad():
+                feats = torch.cat([self.classifier.features(*self._batch(split, order[k: k + self.eval_batch_size])[:2])
+                                   for k in range(0, len(order), self.eval_batch_size)]).float()
+            self.classifier.train(was_training)
+            self._features[split] = torch.empty_like(feats)
+            self._features[split][torch.tensor(order)] = feats
+        return self._features[split]
+
+    def _logits(self, split: str, idx) -> torch.Tensor:
+        return self.model.head((self.features(split)[idx] - self.shift) / self.scale)
+
+    def batches(self, epoch: int, generator: torch.Generator):
+        perm = torch.randperm(len(self.ids["train"]), generator=generator)
+        return [perm[i: i + self.batch_size] for i in range(0, len(perm), self.batch_size)]
+
+    def loss(self, batch) -> torch.Tensor:
+        return F.cross_entropy(self._logits("train", batch), self.labels["train"][batch].to(self.device))
+
+    def predict(self, split: str) -> np.ndarray:
+        with torch.no_grad():
+            return self._logits(split, slice(None)).argmax(-1).cpu().numpy()
+
+    def fold_standardization(self) -> None:
+        """Rewrite ``model.head`` so that it reads raw features: ``W' = W / scale``, ``b' = b - W' shift``
+        (then ``model(ids, mask)`` gives the probe's logits without this task)."""
+        with torch.no_grad():
+            head = self.model.head
+            head.weight /= self.scale
+            head.bias -= head.weight @ self.shift
+        self.shift, self.scale = torch.zeros_like(self.shift), torch.ones_like(self.scale)
+
+
+def probe_task(task: ClassificationTask) -> ProbeTask:
+    """The :class:`ProbeTask` over the same model, data and metrics as ``task``."""
+    return ProbeTask(task.model, task.ids, task.examples, task.pad_id, batch_size=task.batch_size,
+                     eval_batch_size=task.eval_batch_size, device=task.device, metrics=task.metrics,
+                     metric=task.metric)

@@ -1,7 +1,8 @@
 """PEFTT: parameter-efficient classifiers on one backbone, registered by method name (full fine-tuning, prompt
-tuning, bottleneck adapters, and prompt + adapter, which Hugging Face ``peft`` cannot stack).
+tuning, bottleneck adapters, and prompt + adapter, which Hugging Face ``peft`` cannot stack), plus the linear
+probe on frozen features as a reference.
 
-:data:`PEFT_METHODS` maps ``full``, ``prompt``, ``adapter`` and ``prompt+adapter`` to builders;
+:data:`PEFT_METHODS` maps ``full``, ``probe``, ``prompt``, ``adapter`` and ``prompt+adapter`` to builders;
 :func:`build_classifier` builds any of them on a backbone as a :class:`~cptpp.peft.prompt.PromptClassifier`,
 and :func:`save_peft` / :func:`load_peft` store and restore any of them (config JSON + only the trained tensors).
 Count a built model with ``cptpp.train.params.count_parameters(model, model.backbone, ADDED_NAMES)``.
@@ -63,14 +64,20 @@ def _prompt(backbone: nn.Module, cfg: SoftPromptConfig) -> SoftPrompt:
     return SoftPrompt.from_config(cfg, backbone.get_input_embeddings().weight)
 
 
-def _classifier(backbone, spec: PeftSpec, prompt=None, train_backbone=False) -> PromptClassifier:
+def _classifier(backbone, spec: PeftSpec, prompt=None, train_backbone=False, head="auto") -> PromptClassifier:
     return PromptClassifier(backbone, spec.num_classes, prompt=prompt, label_token_ids=spec.label_token_ids,
-                            train_backbone=train_backbone, architecture=spec.architecture)
+                            train_backbone=train_backbone, architecture=spec.architecture, head=head)
 
 
 @_register("full", ())
 def _full(backbone: nn.Module, spec: PeftSpec) -> PromptClassifier:
     return _classifier(backbone, spec, train_backbone=True)
+
+
+@_register("probe", ())
+def _probe(backbone: nn.Module, spec: PeftSpec) -> PromptClassifier:
+    """Linear probe (a reference, not a PEFT method): frozen backbone, a linear head on pooled features."""
+    return _classifier(backbone, spec, head="linear")
 
 
 @_register("prompt", ("prompt",))

@@ -10,7 +10,9 @@ on (XPrompt masks it, ToPro/PEFTT reuse it):
   ``[batch, num_tokens, hidden]`` too, which XPrompt uses to get per-example gradients).
 - :class:`PromptClassifier` turns any supported backbone into a classifier: encoder -> mean-pooled
   input tokens + linear head; decoder -> next-token logits of the verbalizer words at the last real
-  token; encoder-decoder -> first decoder step logits of the verbalizer words.
+  token; encoder-decoder -> first decoder step logits of the verbalizer words. ``head="linear"`` puts a
+  linear head on any backbone's pooled features (:meth:`PromptClassifier.features`): with a frozen
+  backbone and no prompt that is a linear probe.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from cptpp.config import ConfigError, check_choice, check_range
 from cptpp.peft.architecture import ARCHITECTURES, detect_architecture
 
 PROMPT_INITS = ("vocab", "random")
+HEADS = ("auto", "linear", "verbalizer")
 
 
 @dataclass
@@ -124,26 +127,37 @@ class PromptClassifier(nn.Module):
 
     - prompt tuning: ``prompt=SoftPrompt(...)``, ``train_backbone=False`` (only the prompt, and for an
       encoder the linear head, train);
-    - full fine-tuning: ``prompt=None``, ``train_backbone=True``.
+    - full fine-tuning: ``prompt=None``, ``train_backbone=True``;
+    - linear probe: ``prompt=None``, ``train_backbone=False``, ``head="linear"`` (only the head trains).
 
-    ``label_token_ids`` ``[C]`` (one vocabulary id per class: the verbalizer) is required for decoder and
-    encoder-decoder backbones, whose class scores are LM logits; an encoder uses a ``Linear(H, C)`` head
-    on the mean of its input-token states (prompt positions excluded).
+    ``head``: ``"linear"`` is a ``Linear(H, C)`` on :meth:`features` (mean of the input-token states for an
+    encoder or encoder-decoder's encoder, prompt positions excluded; the last real token's final state for a
+    decoder); ``"verbalizer"`` scores class c by the LM logit of ``label_token_ids[c]`` (one vocabulary id per
+    class), next token after the last real token (decoder) or at the first decoder step (encoder-decoder).
+    ``"auto"``: linear for an encoder, verbalizer otherwise.
+
+    The decoder's verbalizer logits are computed at the scored position and for the C label rows of the output
+    embedding only (``h @ W[label_ids].T``), not the full ``[B, L, V]`` logits: with a 262k vocabulary (Gemma 3)
+    that projection otherwise costs more than the model.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int, prompt: SoftPrompt | None = None,
                  label_token_ids: list[int] | torch.Tensor | None = None, train_backbone: bool = False,
-                 architecture: str | None = None):
+                 architecture: str | None = None, head: str = "auto"):
         super().__init__()
         self.architecture = architecture or detect_architecture(backbone)
         check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_choice("head", head, HEADS)
         check_range("num_classes", num_classes, 2)
         self.backbone = backbone
         self.prompt = prompt
         self.num_classes = num_classes
+        self.head_kind = ("linear" if self.architecture == "encoder" else "verbalizer") if head == "auto" else head
+        if self.architecture == "encoder" and self.head_kind != "linear":
+            raise ConfigError("an encoder has no LM head to read verbalizer words from; use head='linear'")
         for p in backbone.parameters():
             p.requires_grad_(train_backbone)
-        if self.architecture == "encoder":
+        if self.head_kind == "linear":
             self.head = nn.Linear(backbone.get_input_embeddings().weight.shape[1], num_classes)
             self.register_buffer("label_token_ids", torch.zeros(0, dtype=torch.long), persistent=False)
         else:
@@ -167,23 +181,51 @@ class PromptClassifier(nn.Module):
         embeds, mask = prepend_prompt(prompt_values, embeds, attention_mask)
         return embeds, mask, prompt_values.shape[-2]
 
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 prompt_values: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled final states ``[B, H]`` that a linear head reads (see the class docstring)."""
+        embeds, mask, n_prompt = self.embed(input_ids, prompt_values, attention_mask)
+        if self.architecture == "decoder":
+            hidden = self.backbone.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+            return last_real(hidden, mask)
+        encoder = self.backbone.get_encoder() if self.architecture == "encoder-decoder" else self.backbone
+        hidden = encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        keep = mask[:, n_prompt:].unsqueeze(-1).to(hidden.dtype)
+        return (hidden[:, n_prompt:] * keep).sum(1) / keep.sum(1).clamp_min(1)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 prompt_values: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids, attention_mask: ``[B, L]`` (right-padded). prompt_values overrides the prompt:
         ``[P, H]`` or ``[B, P, H]``. Returns class logits ``[B, C]``."""
-        embeds, mask, n_prompt = self.embed(input_ids, prompt_values, attention_mask)
-        if self.architecture == "encoder":
-            hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-            keep = mask[:, n_prompt:].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden[:, n_prompt:] * keep).sum(1) / keep.sum(1).clamp_min(1)
-            return self.head(pooled)
+        if self.head_kind == "linear":
+            return self.head(self.features(input_ids, attention_mask, prompt_values))
         if self.architecture == "decoder":
-            logits = self.backbone(inputs_embeds=embeds, attention_mask=mask).logits
-            # right padding: the last real token sits at (number of real positions - 1)
-            last = mask.sum(1) - 1
-            logits = logits[torch.arange(logits.shape[0], device=logits.device), last]
-            return logits[:, self.label_token_ids]
+            return verbalizer_logits(self.backbone, self.features(input_ids, attention_mask, prompt_values),
+                                     self.label_token_ids)
+        embeds, mask, _ = self.embed(input_ids, prompt_values, attention_mask)
         start = self.backbone.config.decoder_start_token_id
         dec = torch.full((embeds.shape[0], 1), start, dtype=torch.long, device=embeds.device)
         logits = self.backbone(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=dec).logits
         return logits[:, 0, self.label_token_ids]
+
+
+def last_real(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``hidden[b, last position where mask[b] == 1]``: ``[B, L, H]``, right-padded ``[B, L]`` -> ``[B, H]``."""
+    last = mask.sum(1) - 1
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def verbalizer_logits(lm: nn.Module, hidden: torch.Tensor, label_token_ids: torch.Tensor) -> torch.Tensor:
+    """A causal LM's logits of the ids ``label_token_ids`` ``[C]`` from final states ``hidden`` ``[B, H]``:
+    the LM head restricted to those rows, ``hidden @ W[ids].T (+ b[ids])``, then the model's final logit
+    soft-capping if its config has one (Gemma 2/3: ``cap * tanh(z / cap)``). Equals
+    ``lm(...).logits[:, pos, ids]`` at C/V of the cost. Returns ``[B, C]``."""
+    out = lm.get_output_embeddings()
+    logits = hidden @ out.weight[label_token_ids].to(hidden.dtype).T
+    if getattr(out, "bias", None) is not None:
+        logits = logits + out.bias[label_token_ids]
+    cfg = getattr(lm.config, "get_text_config", lambda: lm.config)()
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits

@@ -8,10 +8,17 @@ Metrics: accuracy and macro-F1 (unweighted mean of the 12 per-class F1s).
 Reading Tibetan needs a tokenizer that covers the script: a byte-level BPE (SmolLM2, GPT-2 style) always
 can (many tokens per syllable); an English WordPiece vocabulary (MiniLM) maps almost every syllable to
 ``[UNK]`` -- :func:`tokenizer_coverage` measures it.
+
+In the published files the syllables are separated by spaces: the tsheg (U+0F0B, Tibetan's syllable
+delimiter) does not occur once in them, nor does the shad, so the delimiter was replaced by spaces when the
+corpus was made. :func:`restore_tsheg` writes it back between two syllables; a tokenizer trained on real
+Tibetan text (Gemma 3's) then reads a title in ~30% fewer tokens (2.75 instead of 3.97 per syllable on the
+training titles), i.e. in the form it was trained on.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,12 @@ from cptpp.train.batching import pad_token_id
 LABELS = ("Arts", "Customs", "Economics", "Education", "Environment", "Instruments", "Language", "Literature",
           "Medicine", "Politics", "Religion", "Tourism")
 SPLITS = {"train": "train.txt", "valid": "validation.txt", "test": "test.txt"}
+TSHEG = "\u0f0b"
+TSHEG_MODES = ("restore", "keep")
+# whitespace between two Tibetan letters / vowel signs (U+0F40-U+0FBC): a syllable boundary. Head marks
+# (U+0F04 U+0F05), digits and Latin text keep their spaces.
+_BETWEEN_SYLLABLES = re.compile(r"(?<=[\u0f40-\u0fbc])\s+(?=[\u0f40-\u0fbc])")
+_SYLLABLE_BREAK = re.compile(r"[\s\u0f0b]+")
 QUESTION = "What is the topic?"
 
 
@@ -86,23 +99,44 @@ def load_tncc(root: str | Path | None = None, *, seed: int = 0, max_train: int |
     return out
 
 
+def restore_tsheg(text: str) -> str:
+    """``text`` with the whitespace between two Tibetan syllables replaced by a tsheg (་)."""
+    return _BETWEEN_SYLLABLES.sub(TSHEG, text)
+
+
+def with_tsheg(splits: dict[str, list[Title]], mode: str) -> dict[str, list[Title]]:
+    """The splits as a model reads them: ``"restore"`` (:func:`restore_tsheg` on every title) or ``"keep"``
+    (the published spaces)."""
+    check_choice("tsheg", mode, TSHEG_MODES)
+    if mode == "keep":
+        return splits
+    return {k: [replace(t, text=restore_tsheg(t.text)) for t in v] for k, v in splits.items()}
+
+
+def syllables(text: str) -> list[str]:
+    """Syllables of a title, with either spelling of the delimiter (space or tsheg)."""
+    return [s for s in _SYLLABLE_BREAK.split(text) if s]
+
+
 def tncc_metrics(pred, gold) -> dict[str, float]:
     return {"accuracy": accuracy(pred, gold), "macro_f1": f1_macro(pred, gold, len(LABELS))}
 
 
 def tokenizer_coverage(tokenizer, texts: list[str]) -> dict[str, float]:
     """How well ``tokenizer`` reads ``texts``: fraction of tokens that are the unknown token, mean tokens
-    per text, the fraction of texts whose token sequence is shared with another text, and the same over
-    the distinct whitespace-separated words (Tibetan syllables here): an unreadable script collapses
-    different syllables onto ``[UNK]`` (and an uncased BERT normalizer strips Tibetan vowel signs, which
-    are Unicode combining marks)."""
+    per text and per syllable (:func:`syllables`), the fraction of texts whose token sequence is shared with
+    another text, and the same over the distinct syllables: an unreadable script collapses different
+    syllables onto ``[UNK]`` (and an uncased BERT normalizer strips Tibetan vowel signs, which are Unicode
+    combining marks)."""
     enc = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     unk = tokenizer.unk_token_id
     total = sum(len(e) for e in enc)
     n_unk = sum(sum(t == unk for t in e) for e in enc) if unk is not None else 0
-    words = sorted({w for t in texts for w in t.split()})
+    per_text = [syllables(t) for t in texts]
+    words = sorted({w for s in per_text for w in s})
     word_ids = [tuple(e) for e in tokenizer(words, add_special_tokens=False)["input_ids"]] if words else []
     return {"unk_fraction": n_unk / max(total, 1), "tokens_per_text": total / max(len(enc), 1),
+            "tokens_per_syllable": total / max(sum(map(len, per_text)), 1),
             "collided_fraction": _collided(enc), "word_collided_fraction": _collided(word_ids)}
 
 

@@ -3,7 +3,8 @@ tagging method shares (how a tokenizer splits words and lays out segment pairs, 
 
 - :func:`pair_layout` / :func:`word_pieces`: special-token layout of a segment pair; each word's sub-tokens.
 - :class:`TokenClassifier`: a linear head on each word's first sub-token state (vanilla fine-tuning), or the
-  same with a frozen backbone and a soft prompt (prompt tuning).
+  same with a frozen backbone and a soft prompt (prompt tuning), or with a frozen backbone alone (a linear
+  probe; :class:`TokenProbeTask` computes its features once).
 - :func:`encode_words` / :func:`collate_words`: sentences -> ids + word-start positions -> padded batches.
 - :func:`word_last_bytes` / :func:`encode_words_bytes`: the same for a byte-level causal model (UTF-8 bytes of the
   space-joined words; each word is read at its last byte).
@@ -99,6 +100,10 @@ class TokenClassifier(nn.Module):
         self.head = nn.Linear(self.backbone.get_input_embeddings().weight.shape[1], num_tags)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(input_ids, attention_mask, first))
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """Final state of each word's first sub-token, ``[B, W, H]`` (what the head reads)."""
         n_prompt = 0
         if self.prompt is None:
             hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -108,7 +113,7 @@ class TokenClassifier(nn.Module):
             hidden = self.backbone(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
             n_prompt = self.prompt.num_tokens
         rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
-        return self.head(hidden[rows, first + n_prompt])
+        return hidden[rows, first + n_prompt]
 
 
 @dataclass
@@ -267,3 +272,61 @@ class TokenTask(TaggingTask):
             pred = self._logits(b).argmax(-1).cpu()
             out.extend([[self.tags[t] for t in pred[i, :n].tolist()] for i, n in enumerate(b.n_words)])
         return out
+
+
+class TokenProbeTask(TokenTask):
+    """A per-token linear probe's ``fit`` task: ``model`` is a :class:`TokenClassifier` with a frozen backbone and
+    no prompt, so each word's feature (:meth:`TokenClassifier.features`, ``[H]``) is computed once per split,
+    in eval mode, and an epoch trains only ``model.head`` on them (batches of ``batch_size`` sentences). The
+    scores equal :class:`TokenTask`'s on the same model; only the backbone's repeated forward passes go."""
+
+    def __init__(self, model: TokenClassifier, *args, **kwargs):
+        from cptpp.peft.classification import HeadOnly
+
+        if model.prompt is not None:
+            raise ConfigError("a linear probe trains only model.head: build the TokenClassifier without a prompt")
+        super().__init__(model, *args, **kwargs)
+        self.classifier = model
+        self.model = HeadOnly(model)  # what fit trains and checkpoints: the head, not the frozen backbone
+        self._cache: dict[str, list[torch.Tensor]] = {}
+        self.train_labels = [torch.tensor(item[2]) for item in self.train_items]
+
+    def _word_features(self, items) -> list[torch.Tensor]:
+        """Per sentence ``[n_words, H]``, in order (computed in length-sorted batches: less padding)."""
+        out: list[torch.Tensor] = [torch.zeros(0)] * len(items)
+        order = sorted(range(len(items)), key=lambda i: len(items[i][0]))
+        was_training = self.classifier.training
+        self.classifier.eval()
+        with torch.no_grad():
+            for k in range(0, len(order), self.eval_batch_size):
+                idx = order[k: k + self.eval_batch_size]
+                b = collate_words([items[i] for i in idx], self.pad_id)
+                f = self.classifier.features(b.input_ids.to(self.device), b.attention_mask.to(self.device),
+                                        b.first.to(self.device)).float()
+                for j, (i, n) in enumerate(zip(idx, b.n_words)):
+                    out[i] = f[j, :n]
+        self.classifier.train(was_training)
+        return out
+
+    def features(self, split: str) -> list[torch.Tensor]:
+        if split not in self._cache:
+            items = self.train_items if split == "train" else encode_words(
+                self.tokenizer, self.sentences(split), self.tag_index, self.max_length)
+            self._cache[split] = self._word_features(items)
+        return self._cache[split]
+
+    def batches(self, epoch: int, generator: torch.Generator) -> list[list[int]]:
+        order = torch.randperm(len(self.train_items), generator=generator).tolist()
+        return [order[k: k + self.batch_size] for k in range(0, len(order), self.batch_size)]
+
+    def loss(self, batch: list[int]) -> torch.Tensor:
+        feats = self.features("train")
+        x = torch.cat([feats[i] for i in batch])
+        y = torch.cat([self.train_labels[i] for i in batch]).to(self.device)
+        return F.cross_entropy(self.model.head(x), y)
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        sents = self.sentences(split)
+        with torch.no_grad():
+            pred = [[self.tags[t] for t in self.model.head(f).argmax(-1).tolist()] for f in self.features(split)]
+        return tagging_metrics(self.task, [list(s.tags) for s in sents], pred)

@@ -4,6 +4,11 @@
     out/metrics.jsonl        every stage's records, tagged ``"stage": name``, in stage order
     out/results.json         the pipeline's results (written last; no wall-clock times, so a resumed run
                              writes the same file as an uninterrupted one)
+    out/timing.json          ``{"cpu_seconds", "wall_seconds", "stage_cpu_seconds": {stage: s}}``: process CPU
+                             time and wall time the run has taken, summed over its sessions, updated after
+                             every stage and at the end; a stage's CPU time counts from the end of the stage
+                             before (model loading included). A killed session loses what it spent after its
+                             last finished stage; a finished run resumed again adds nothing
     out/stages/<name>/       one ``cptpp.train.fit`` run per training stage (its own config, metrics,
                              checkpoint.pt while it runs) and, once finished, final.pt: the state the stage
                              left the model in (every tensor except frozen parameters)
@@ -14,6 +19,7 @@ model is restored from their final.pt and their results are read back.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +77,32 @@ class StageRun:
             write_json(cfg_path, config)
         self.config = config
         self._logged = {r["stage"] for r in self.records()}
+        self._clock = (time.process_time(), time.perf_counter())
+        self._finished = (self.out / "results.json").exists()
+
+    def timing(self, stage: str | None = None) -> dict[str, Any]:
+        """What timing.json holds, plus the time since it was last written (charged to ``stage`` if given)."""
+        path = self.out / "timing.json"
+        saved = json.loads(path.read_text()) if path.exists() else {
+            "cpu_seconds": 0.0, "wall_seconds": 0.0, "stage_cpu_seconds": {}}
+        if self._finished:
+            return saved
+        cpu = time.process_time() - self._clock[0]
+        stages = dict(saved["stage_cpu_seconds"])
+        if stage is not None:
+            stages[stage] = stages.get(stage, 0.0) + cpu
+        return {"cpu_seconds": saved["cpu_seconds"] + cpu,
+                "wall_seconds": saved["wall_seconds"] + time.perf_counter() - self._clock[1],
+                "stage_cpu_seconds": stages}
+
+    def _save_timing(self, stage: str | None = None) -> None:
+        from cptpp.io import write_json
+
+        if self._finished:
+            return
+        spent = self.timing(stage)
+        self._clock = (time.process_time(), time.perf_counter())
+        write_json(self.out / "timing.json", spent)
 
     def records(self) -> list[dict]:
         path = self.out / "metrics.jsonl"
@@ -121,6 +153,7 @@ class StageRun:
             for name in ("checkpoint.pt", "best.pt"):  # final.pt is all a finished stage needs
                 (d / name).unlink(missing_ok=True)
         self.log(stage, [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()])
+        self._save_timing(stage)
         return {k: results[k] for k in FIT_KEYS}
 
     def cached(self, stage: str, compute) -> Any:
@@ -134,14 +167,32 @@ class StageRun:
             value = compute()
             write_json(path, value)
         self.log(stage, [{"result": value}])
+        self._save_timing(stage)
         return value
 
     def finish(self, results: dict[str, Any]) -> dict[str, Any]:
         from cptpp.io import write_json
 
         results = json.loads(json.dumps(results))
+        self._save_timing()
         write_json(self.out / "results.json", results)
+        self._finished = True
         return results
+
+
+def finished_results(out: str | Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The results.json of a finished run in ``out`` made with ``config`` (None when there is none yet);
+    a finished run with another config is an error (so a table never mixes two settings)."""
+    out = Path(out)
+    if not (out / "results.json").exists():
+        return None
+    config = json.loads(json.dumps(config))
+    saved = json.loads((out / "config.json").read_text())
+    diff = [key for key, _, _ in config_differences(saved, config)]
+    if diff:
+        raise ConfigError(f"{out} holds a finished run with other settings ({', '.join(diff)}); "
+                          "choose another --runs folder")
+    return json.loads((out / "results.json").read_text())
 
 
 def config_dict(cfg) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """`cptpp topro`: ToPro or a token-classification baseline, trained on English, tested zero-shot elsewhere.
 
 Methods: ``topro`` (token-level prompt decomposition, whole backbone fine-tuned; :mod:`cptpp.peft.topro`),
-``finetune`` (a linear head on each word's first sub-token, whole backbone fine-tuned) and ``prompt`` (the
-same head with a frozen backbone and a soft prompt). Stages: ``train`` (one ``fit`` run: the epoch is chosen
+``finetune`` (a linear head on each word's first sub-token, whole backbone fine-tuned), ``prompt`` (the
+same head with a frozen backbone and a soft prompt) and ``probe`` (the same head on the frozen backbone
+alone: a per-token linear probe, the reference row; its features are computed once). Stages: ``train`` (one ``fit`` run: the epoch is chosen
 on English validation, English test reported once) and ``zero-shot`` (every other language, evaluated once
 at that epoch). Metrics: entity F1 (PAN-X NER), token accuracy (UD-POS).
 """
@@ -15,7 +16,7 @@ from typing import Any
 from cptpp.config import ConfigError, check_choice, check_range
 from cptpp.peft.pipelines.stages import ModelRunConfig, StageRun, config_dict, size_or_none
 
-METHODS = ("topro", "finetune", "prompt")
+METHODS = ("topro", "finetune", "prompt", "probe")
 METRIC = {"ner": "f1", "pos": "accuracy"}
 LANGUAGES = {"ner": ("de", "zh", "ar", "hi", "sw", "ja", "ru"), "pos": ("de", "zh", "ar", "hi", "ja")}
 
@@ -25,13 +26,14 @@ class ToProRunConfig(ModelRunConfig):
     task: str = field(default="ner", metadata={
         "help": "ner (PAN-X named entities) or pos (UD-POS part-of-speech tags)", "choices": ("ner", "pos")})
     method: str = field(default="topro", metadata={
-        "help": "topro, or the fine-tuning / prompt-tuning baseline", "choices": METHODS})
+        "help": "topro, or the fine-tuning / prompt-tuning / linear-probe baseline", "choices": METHODS})
     langs: list[str] = field(default_factory=list, metadata={
         "help": "zero-shot languages, comma-separated (ner: de,zh,ar,hi,sw,ja,ru; pos: de,zh,ar,hi,ja)"})
     eval_size: int = field(default=0, metadata={"help": "seeded subsample of every evaluation set (0: all)"})
     epochs: int = field(default=2, metadata={"help": "training epochs"})
     lr: float = field(default=1e-4, metadata={"help": "learning rate of topro and finetune"})
     prompt_lr: float = field(default=1e-2, metadata={"help": "learning rate of prompt"})
+    probe_lr: float = field(default=1e-2, metadata={"help": "learning rate of probe"})
     prompt_tokens: int = field(default=20, metadata={"help": "soft prompt length (method prompt)"})
     batch_size: int = field(default=8, metadata={"help": "sentences per batch (finetune, prompt)"})
     max_tokens: int = field(default=512, metadata={"help": "topro: prompted copies x length per forward pass"})
@@ -52,6 +54,7 @@ class ToProRunConfig(ModelRunConfig):
         check_range("words_per_sentence", self.words_per_sentence, 0)
         check_range("lr", self.lr, 0, lo_open=True)
         check_range("prompt_lr", self.prompt_lr, 0, lo_open=True)
+        check_range("probe_lr", self.probe_lr, 0, lo_open=True)
 
 
 def unk_rate(tok, sentences) -> float:
@@ -70,7 +73,7 @@ def run_topro(cfg: ToProRunConfig, out: str | Path, resume: bool = False) -> dic
     from cptpp.peft.prompt import SoftPrompt, SoftPromptConfig
     from cptpp.peft.tagging_data import TAGS, load_tagging_splits
     from cptpp.peft.architecture import detect_architecture
-    from cptpp.peft.token_classification import TokenClassifier, TokenTask
+    from cptpp.peft.token_classification import TokenClassifier, TokenProbeTask, TokenTask
     from cptpp.peft.topro import ToProConfig, ToProTagger, ToProTask, ToProTemplate, decoder_prefix_for
     from cptpp.train.params import count_parameters
     from cptpp.train import TrainConfig, resolve_device
@@ -95,8 +98,9 @@ def run_topro(cfg: ToProRunConfig, out: str | Path, resume: bool = False) -> dic
             prompt = SoftPrompt.from_config(SoftPromptConfig(num_tokens=cfg.prompt_tokens, seed=cfg.seed), emb)
         model = TokenClassifier(backbone, len(TAGS[cfg.task]), prompt=prompt,
                                 train_backbone=cfg.method == "finetune").to(device)
-        task = TokenTask(model, tok, splits, max_length=cfg.max_len, batch_size=cfg.batch_size, device=device)
-        lr = cfg.lr if cfg.method == "finetune" else cfg.prompt_lr
+        make_task = TokenProbeTask if cfg.method == "probe" else TokenTask
+        task = make_task(model, tok, splits, max_length=cfg.max_len, batch_size=cfg.batch_size, device=device)
+        lr = {"finetune": cfg.lr, "prompt": cfg.prompt_lr, "probe": cfg.probe_lr}[cfg.method]
     metric = METRIC[cfg.task]
     res = run.fit("train", task, TrainConfig(epochs=cfg.epochs, lr=lr, optimizer="adamw", metric=metric,
                                              patience=0, seed=cfg.seed, progress=False))

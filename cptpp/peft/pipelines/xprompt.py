@@ -1,6 +1,7 @@
 """`cptpp xprompt`: XPrompt on one SuperGLUE task, every stage a ``fit`` run (see :mod:`cptpp.peft.xprompt`).
 
-Stages (folders under ``out/stages/``): ``full`` (optional full fine-tuning reference), ``prompt`` (stage 1:
+Stages (folders under ``out/stages/``): ``full`` (optional full fine-tuning reference), ``probe`` (optional
+linear-probe reference: a linear head on the frozen backbone's pooled features, computed once), ``prompt`` (stage 1:
 prompt tuning, the prompt-tuning baseline too), then one per pruning step: ``token<r>`` for each token ratio
 and ``piece<r>`` for each piece ratio, each scored on the model of the step before, pruned, rewound to
 stage 1 and retrained. Importance scores are stored with their step, so a resumed run prunes exactly as
@@ -49,15 +50,21 @@ class XPromptRunConfig(ModelRunConfig):
     full_finetune: bool = field(default=False, metadata={"help": "also fine-tune the whole backbone (reference)"})
     epochs_ft: int = field(default=2, metadata={"help": "epochs of the full fine-tuning reference"})
     lr_ft: float = field(default=5e-5, metadata={"help": "learning rate of the full fine-tuning reference"})
+    probe: bool = field(default=False, metadata={
+        "help": "also train a linear probe on the frozen backbone's pooled features (reference)"})
+    epochs_probe: int = field(default=30, metadata={
+        "help": "epochs of the linear probe (cheap: the features are computed once)"})
+    lr_probe: float = field(default=1e-2, metadata={"help": "learning rate of the linear probe"})
 
     def __post_init__(self):
         super().__post_init__()
         check_choice("task", self.task, TASKS)
-        for name in ("batch_size", "prompt_tokens", "pieces", "epochs_pt", "epochs_retrain", "epochs_ft"):
+        for name in ("batch_size", "prompt_tokens", "pieces", "epochs_pt", "epochs_retrain", "epochs_ft",
+                     "epochs_probe"):
             check_range(name, getattr(self, name), 1)
         for name in ("valid_size", "test_size", "patience"):
             check_range(name, getattr(self, name), 0)
-        for name in ("lr_pt", "lr_ft"):
+        for name in ("lr_pt", "lr_ft", "lr_probe"):
             check_range(name, getattr(self, name), 0, lo_open=True)
         _check_ratios("token_ratios", self.token_ratios)
         _check_ratios("piece_ratios", self.piece_ratios)
@@ -91,7 +98,8 @@ def _classifier(cfg: XPromptRunConfig, mode: str, device):
         base = SoftPromptConfig(num_tokens=cfg.prompt_tokens, init="vocab", seed=cfg.seed)
         prompt = MaskedSoftPrompt.from_prompt(SoftPrompt.from_config(base, emb, cand), cfg.pieces)
     seed_everything(cfg.seed)  # an encoder's linear head is drawn from the global generator
-    model = PromptClassifier(backbone, len(LABELS[cfg.task]), prompt, label_ids, train_backbone=(mode == "full"))
+    model = PromptClassifier(backbone, len(LABELS[cfg.task]), prompt, label_ids, train_backbone=(mode == "full"),
+                             head="linear" if mode == "probe" else "auto")
     return model.to(device), tok, arch
 
 
@@ -101,6 +109,7 @@ def run_xprompt(cfg: XPromptRunConfig, out: str | Path, resume: bool = False) ->
 
     from cptpp.io import save_torch
     from cptpp.models import resolve_model
+    from cptpp.peft.classification import probe_task
     from cptpp.peft.superglue import build_task, load_task
     from cptpp.peft.xprompt import XPromptConfig, importance_scores, save_pruned_prompt, xprompt_search
     from cptpp.train import TrainConfig, resolve_device
@@ -127,6 +136,12 @@ def run_xprompt(cfg: XPromptRunConfig, out: str | Path, resume: bool = False) ->
         model, tok, arch = _classifier(cfg, "full", device)
         res = run.fit("full", task_for(model, tok, arch), train_cfg(cfg.epochs_ft, cfg.lr_ft))
         results["full"] = {"results": res, "trainable": count_parameters(model).trainable}
+        del model
+
+    if cfg.probe:
+        model, tok, arch = _classifier(cfg, "probe", device)
+        res = run.fit("probe", probe_task(task_for(model, tok, arch)), train_cfg(cfg.epochs_probe, cfg.lr_probe))
+        results["probe"] = {"results": res, "trainable": count_parameters(model).trainable}
         del model
 
     model, tok, arch = _classifier(cfg, "prompt", device)
