@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -274,14 +273,10 @@ def _search_unfinished(folder: Path, args) -> bool:
 
 # --------------------------------------------------------------------------- the table
 
-def mean_std(xs: list[float]) -> tuple[float, float | None]:
-    """Mean and sample std (None for one value)."""
-    m = sum(xs) / len(xs)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None)
-
-
 def collect(runs: Path, tasks: list[str], seeds: list[int]) -> dict[str, list[dict]]:
-    """Per task, one summary per row with finished runs: mean ± std over the seeds found."""
+    """Per task, one summary per row with finished runs: the per-seed values and their mean ± std."""
+    from cptpp.peft.pipelines.seeds import mean_std
+
     out: dict[str, list[dict]] = {}
     for task in tasks:
         rows = []
@@ -298,20 +293,24 @@ def collect(runs: Path, tasks: list[str], seeds: list[int]) -> dict[str, list[di
                 return sum(vals) / len(vals) if vals else None
 
             rows.append({"key": key, "method": name, "metric": metric, "seeds": [r["seed"] for r in recs],
-                         "valid": mean_std(valid), "test": mean_std(test), "test_per_seed": test,
-                         "trainable_params": recs[0]["trainable_params"],
+                         "valid": mean_std(valid), "test": mean_std(test), "valid_values": valid,
+                         "test_values": test, "trainable_params": recs[0]["trainable_params"],
                          "trainable_percent": recs[0]["trainable_percent"], "config": recs[0].get("config"),
                          "lr": recs[0].get("lr"), "peak_rss_mb": avg("peak_rss_mb"),
-                         "peak_cuda_mb": avg("peak_cuda_mb"), "cpu_seconds": avg("cpu_seconds"),
-                         "base": recs[0]["base"], "data": recs[0]["data"], "sizes": recs[0]["sizes"]})
+                         "peak_cuda_mb": avg("peak_cuda_mb"), "cpu_seconds": [r.get("cpu_seconds") for r in recs],
+                         "base": recs[0]["base"], "data": recs[0]["data"],
+                         "sizes": recs[0]["sizes"]})
         out[task] = rows
     return out
 
 
 def claims(rows: list[dict]) -> dict[str, str]:
-    """Verdicts on the acceptance check and the paper's three claims for one task's rows (test means;
-    the best single method is the one with the best *validation* mean). "Clearly above": by more than
-    twice the larger of the two stds (at least 0.01)."""
+    """Verdicts on the acceptance check and the paper's three claims for one task's rows, on test means; the
+    best single method is the one with the best *validation* mean. "Clearly above" is the tables' shared
+    rule (``seeds.clearly_above``: at least two seeds and mean - 2 std above the other row's mean); "matches"
+    allows the larger of the two stds (at least 0.005)."""
+    from cptpp.peft.pipelines.seeds import clearly_above
+
     by = {r["key"]: r for r in rows}
     single_keys = [k for k, _, _, _ in single_methods() if k in by]
     out: dict[str, str] = {}
@@ -319,28 +318,24 @@ def claims(rows: list[dict]) -> dict[str, str]:
     def t(k):
         return by[k]["test"][0]
 
-    def noise(*ks):
-        return max([0.005] + [by[k]["test"][1] for k in ks if by[k]["test"][1] is not None])
-
     if "full" in by:
         for other in ("random_init", "constant"):
             if other in by:
-                gap = t("full") - t(other)
-                out[f"full FT clearly above {other}"] = (f"{'yes' if gap > 2 * noise('full', other) else 'NO'} "
-                                                         f"({t('full'):.3f} vs {t(other):.3f})")
+                ok = clearly_above(by["full"]["test_values"], t(other))
+                out[f"full FT clearly above {other}"] = f"{'yes' if ok else 'NO'} ({t('full'):.3f} vs {t(other):.3f})"
     if single_keys and "full" in by:
         best = max(single_keys, key=lambda k: by[k]["valid"][0])
-        ok = t(best) >= t("full") - noise(best, "full")
+        ok = t(best) >= t("full") - max(0.005, by[best]["test"][1], by["full"]["test"][1])
         out["PEFT matches or beats full FT"] = (f"{'yes' if ok else 'no'}: best single method on validation, "
                                                 f"{by[best]['method']}, {t(best):.3f} vs full FT {t('full'):.3f}")
     if len(single_keys) >= 3:
-        ranked = single_keys
         # 1 + the number of methods strictly better on test (ties share a rank)
-        ranks = {k: 1 + sum(t(o) > t(k) for o in ranked) for k in ("lora_in_proj_x", "additional_scan") if k in ranked}
-        top = max(3, len(ranked) // 3)
+        ranks = {k: 1 + sum(t(o) > t(k) for o in single_keys) for k in ("lora_in_proj_x", "additional_scan")
+                 if k in single_keys}
+        top = max(3, len(single_keys) // 3)
         ok = all(r <= top for r in ranks.values())
         out["LoRA in_proj and Additional-scan among the best single methods"] = (
-            f"{'yes' if ok else 'no'}: test ranks " + ", ".join(f"{k} {r}/{len(ranked)}" for k, r in ranks.items())
+            f"{'yes' if ok else 'no'}: test ranks " + ", ".join(f"{k} {r}/{len(single_keys)}" for k, r in ranks.items())
             + f" (among the best = top {top})")
     if single_keys and "hybrid" in by:
         best = max(single_keys, key=lambda k: by[k]["valid"][0])
@@ -350,12 +345,9 @@ def claims(rows: list[dict]) -> dict[str, str]:
     return out
 
 
-def _fmt(ms: tuple[float, float]) -> str:
-    m, s = ms
-    return f"{m:.3f}" if s is None else f"{m:.3f} ± {s:.3f}"
-
-
 def render(table: dict[str, list[dict]], verdicts: dict[str, dict[str, str]]) -> str:
+    from cptpp.peft.pipelines.seeds import cpu_minutes, format_mean_std
+
     lines = []
     for task, rows in table.items():
         if not rows:
@@ -363,20 +355,19 @@ def render(table: dict[str, list[dict]], verdicts: dict[str, dict[str, str]]) ->
         lines += [f"### {TASK_NAMES[task]}", "", f"Base: {rows[0]['base']}.", f"Data: {rows[0]['data']}; sizes "
                   + ", ".join(f"{k} {v}" for k, v in rows[0]["sizes"].items()) + ".", "",
                   f"| method | trainable params | % of base | valid {rows[0]['metric']} | test {rows[0]['metric']} "
-                  "| seeds | peak memory MB | CPU s / run |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| seeds | peak memory MB | CPU min / run |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             mem = r["peak_cuda_mb"] if r["peak_cuda_mb"] is not None else r["peak_rss_mb"]
             lines.append(f"| {r['method']} | {r['trainable_params']:,} | {r['trainable_percent']:.2f} | "
-                         f"{_fmt(r['valid'])} | "
-                         f"{_fmt(r['test'])} | {len(r['seeds'])} | {'-' if mem is None else f'{mem:.0f}'} | "
-                         f"{r['cpu_seconds']:.0f} |")
+                         f"{format_mean_std(r['valid_values'])} | {format_mean_std(r['test_values'])} | "
+                         f"{len(r['seeds'])} | {'—' if mem is None else f'{mem:.0f}'} | {cpu_minutes(r['cpu_seconds'])} |")
         hybrid = [r for r in rows if r["key"] == "hybrid"]
         if hybrid:
             lines += ["", f"Searched hybrid: {', '.join(hybrid[0]['config'])}; lr {hybrid[0]['lr']:.2e}."]
-        lines += ["", "Test metric at the best validation epoch, mean ± sample std over seeds. Trainable parameters "
-                  "include the linear head. Peak memory: each run's own process (peak RSS on CPU, about 0.4 GB of "
-                  "it the interpreter with torch and transformers; peak allocated memory on CUDA); CPU s: its "
-                  "process time."]
+        lines += ["", "Test metric (x100) at the best validation epoch, mean ± sample std over seeds. Trainable "
+                  "parameters include the linear head. Peak memory: each run's own process (peak RSS on CPU, about "
+                  "0.4 GB of it the interpreter with torch and transformers; peak allocated memory on CUDA); CPU "
+                  "min: its process time."]
         lines += ["", "Claims (test means; best single method chosen on validation):"]
         lines += [f"- {k}: {v}" for k, v in verdicts[task].items()] + [""]
     return "\n".join(lines)
@@ -390,7 +381,7 @@ def main(argv=None) -> int:
         run_search(args, task) if key == "search" else run_one(args, task, key, int(seed))
         return 0
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    from cptpp.io import write_json
+    from cptpp.peft.pipelines.seeds import write_table
 
     _check_settings(args)
     t0 = time.perf_counter()
@@ -398,14 +389,12 @@ def main(argv=None) -> int:
     # every task with runs in the folder (an earlier session may have run other --tasks)
     table = collect(Path(args.runs), [t for t in TASKS if (Path(args.runs) / t).is_dir()], args.seeds)
     verdicts = {task: claims(rows) for task, rows in table.items()}
-    out = Path(args.out)
     shown = {k: v for k, v in vars(args).items() if k not in ("only", "in_process", "out")}
-    write_json(out / "mamba_table.json", {"args": shown, "command": "python benchmarks/mamba_table.py "
-                                          + " ".join(a for a in argv if a != "--in-process"),
-                                          "tables": table, "claims": verdicts, "search_seed": SEARCH_SEED,
-                                          "seconds_this_session": time.perf_counter() - t0})
-    (out / "mamba_table.md").write_text(render(table, verdicts))
-    print(render(table, verdicts))
+    results = {"args": shown, "command": "python benchmarks/mamba_table.py "
+               + " ".join(a for a in argv if a != "--in-process"), "tables": table, "claims": verdicts,
+               "search_seed": SEARCH_SEED, "seconds_this_session": time.perf_counter() - t0}
+    write_table(args.out, "mamba_table", results, render(table, verdicts))
+    out = Path(args.out)
     print(f"wrote {out / 'mamba_table.json'} and {out / 'mamba_table.md'}")
     return 0
 

@@ -12,7 +12,8 @@ one space and reads each word's tag at its **last byte** (:func:`~cptpp.peft.tok
 a causal model has read the whole word there (no right context: the tagger is one-directional). A title is
 read as ``"{title}\\nWhat is the topic?\\nAnswer:"`` (:func:`~cptpp.peft.tncc.build_tncc_task`) and
 classified from the **mean** of the final hidden states over its bytes (a 2.7M-parameter state need not
-carry a 160-byte title to its last byte). The head, ``Linear(hidden, classes)``, trains with every method.
+carry a 160-byte title to its last byte); titles are spelled as published (syllables split by spaces), as in
+the pre-training text (``cptpp.peft.mamba.corpus``). The head, ``Linear(hidden, classes)``, trains with every method.
 
 ``seed`` draws the training subsample (``max_train``), the head, the adapters and the batch order; the
 evaluation sets are fixed (seed 0), so every seed is scored on the same sentences.
@@ -123,14 +124,14 @@ def load_task(task: str, seed: int = 0, *, max_train: int | None = None, max_eva
         splits["train"] = stratified_subsample(splits["train"], max_train, seed)
         protocol = "TNCC-title: published train / validation / test split"
         if max_train:
-            protocol += f"; train stratified-subsampled to about {max_train} titles (seed {seed})"
+            protocol += f"; train stratified-subsampled to about {max_train} titles (the run's seed)"
         if max_eval:
             protocol += f"; validation and test stratified-subsampled to about {max_eval} titles (seed 1, 2)"
         return TaskData(task, splits, LABELS, protocol)
     splits = load_tagging_splits(task, (), root, seed=0, max_eval=max_eval, verify=verify)
     if max_train is not None and len(splits.train) > max_train:
         splits.train = subsample(splits.train, max_train, seed)
-        splits.protocol += f"; train subsampled to {max_train} sentences (seed {seed})"
+        splits.protocol += f"; train subsampled to {max_train} sentences (the run's seed)"
     return TaskData(task, splits, TAGS[task], splits.protocol)
 
 
