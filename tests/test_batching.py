@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import torch
 
-from cptpp.train.batching import SizedIterable, pad, pad_batch, pad_token_id
+from cptpp.train.batching import SizedIterable, length_bucketed, pad, pad_batch, pad_token_id
 
 
 def test_pad_token_id_rule_is_pad_then_eos_then_zero():
@@ -32,3 +32,12 @@ def test_pad_batch_masks_exactly_the_real_tokens():
 def test_sized_iterable_reports_its_length_and_iterates_again():
     it = SizedIterable(range(3), 3)
     assert len(it) == 3 and list(it) == [0, 1, 2] and list(it) == [0, 1, 2]
+
+
+def test_length_bucketed_batches_cover_every_index_once_with_similar_lengths():
+    lengths = torch.randperm(64, generator=torch.Generator().manual_seed(0)).tolist()
+    batches = length_bucketed(lengths, 4, torch.Generator().manual_seed(1), pool=16)  # one pool: all 64
+    assert sorted(i for b in batches for i in b) == list(range(64)) and all(len(b) == 4 for b in batches)
+    assert all(max(lengths[i] for i in b) - min(lengths[i] for i in b) == 3 for b in batches)
+    assert batches == length_bucketed(lengths, 4, torch.Generator().manual_seed(1), pool=16)
+    assert batches != length_bucketed(lengths, 4, torch.Generator().manual_seed(2), pool=16)

@@ -98,6 +98,9 @@ def _write_fake_mirror(root):
     for rel in ("wikiann-panx/train-en.tsv", "wikiann-panx/dev-en.tsv"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"Paris\tB-LOC\n,\tO\n{rel[13:18]}\tO\n\n")
+    (root / "tncc-title").mkdir()
+    for name in ("train", "validation", "test"):
+        (root / "tncc-title" / f"{name}.txt").write_text(f"Arts\tTIBETAN {name} title\nArts\tsecond {name}\n")
 
 
 def test_corpus_uses_the_listed_sources_only_and_holds_out_whole_documents(tmp_path):
@@ -109,10 +112,15 @@ def test_corpus_uses_the_listed_sources_only_and_holds_out_whole_documents(tmp_p
     assert "BOOLQ" not in text
     assert text.count("WSC text train.") == 1
     assert "It's fine." in text and "Paris, train" in text and "Why val?" in text
+    assert "TIBETAN train title\nsecond train" in text
+    # the evaluation sets of the Mamba table (PAN-X dev, TNCC validation/test) are not pre-training text
+    assert "Paris, dev-e" not in text and "TIBETAN validation" not in text and "TIBETAN test" not in text
     docs_train, docs_held = set(train.split("\n\n")), set(held.split("\n\n"))
     assert docs_train and docs_held and not docs_train & docs_held
-    # 12 SuperGLUE documents (one WSC duplicate per split dropped: 14 - 2) + 1 distinct UD-POS + 2 PAN-X
+    # 12 SuperGLUE documents (one WSC duplicate per split dropped: 14 - 2) + UD-POS + PAN-X + TNCC train
     assert corpus.documents == 15 and corpus.heldout_documents == 4
+    assert set(corpus.source_bytes) - {s for s in corpus.source_bytes if s.startswith("superglue")} == \
+        {"udpos/train-en.tsv", "wikiann-panx/train-en.tsv", "tncc-title/train.txt"}
     assert not any("BoolQ" in src for src in corpus.source_bytes)
     assert {src.split("/")[1] for src in corpus.source_bytes if src.startswith("superglue")} == \
         {"MultiRC", "RTE", "WiC", "CB", "COPA", "WSC"}

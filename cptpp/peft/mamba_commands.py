@@ -6,14 +6,16 @@ import argparse
 
 PRETRAIN_HELP = """Pre-train a byte-level Mamba LM (UTF-8 bytes, vocab 257) for a bounded time (--minutes, --steps)
 and save it to --out as a transformers checkpoint for `cptpp mamba-search --model OUT` and
-`benchmarks/mamba_table.py --model OUT`. Defaults: 2,694,144 parameters.
+`benchmarks/mamba_table.py --model OUT` (and `benchmarks/mamba_commonsense.py`). Defaults: 2,694,144 parameters.
 
-Text (from $CPTPP_DATA_MIRROR/text, about 3.5 MB): SuperGLUE MultiRC, RTE, WiC, CB, COPA and WSC train+val
-text fields, UD-POS English train/dev/test and PAN-X English train/dev sentences. BoolQ is left out (its
-validation split is the commonsense BoolQ set), and so is everything under commonsense-llm-adapters. A seeded 2%
+Text (from $CPTPP_DATA_MIRROR/text, about 4.3 MB): SuperGLUE MultiRC, RTE, WiC, CB, COPA and WSC train+val
+text fields, UD-POS and PAN-X English training sentences and TNCC-title training titles (no tags or labels; not
+their validation/test text, which benchmarks/mamba_table.py evaluates on). BoolQ is left out (its validation
+split is the commonsense BoolQ set), and so is everything under commonsense-llm-adapters. A seeded 2%
 of documents is held out; the held-out loss (nats/byte) is reported every --eval-every steps, each evaluation
 writes out/train/checkpoint.pt (the shared training loop's run folder), and --resume continues a killed run
-(or a finished one with a larger budget)."""
+(or a finished one with a larger budget). For a run over several sessions give a step budget and --minutes 0:
+the LR schedule follows the budget, and a time budget counts every session's minutes."""
 
 
 SEARCH_HELP = ("Optuna (TPE) hybrid search over MambaPEFT methods (LoRA targets, additional scan, affix tokens, "

@@ -6,6 +6,8 @@ tagging method shares (how a tokenizer splits words and lays out segment pairs, 
   same with a frozen backbone and a soft prompt (prompt tuning), or with a frozen backbone alone (a linear
   probe; :class:`TokenProbeTask` computes its features once).
 - :func:`encode_words` / :func:`collate_words`: sentences -> ids + word-start positions -> padded batches.
+- :func:`word_last_bytes` / :func:`encode_words_bytes`: the same for a byte-level causal model (UTF-8 bytes of the
+  space-joined words; each word is read at its last byte).
 - :class:`TaggingTask`: per-split and per-language evaluation; :class:`TokenTask` is the ``cptpp.train.fit``
   task of a :class:`TokenClassifier`.
 """
@@ -149,6 +151,42 @@ def encode_words(tokenizer, sentences: Sequence[TaggedSentence], tag_index: dict
     return out
 
 
+def word_last_bytes(words: Sequence[str]) -> tuple[list[int], list[int]]:
+    """UTF-8 bytes of ``" ".join(words)`` and the offset of each word's last byte.
+
+    A causal (left-to-right) byte model has read a whole word, and everything before it, at the word's
+    last byte, so that is where a word's tag is read (at its first byte it has seen one character).
+    E.g. ``["Zürich", "is"]`` -> 9 bytes (``ü`` is 2), last bytes ``[6, 9]``.
+    """
+    ids: list[int] = []
+    last: list[int] = []
+    for i, w in enumerate(words):
+        if i:
+            ids.append(0x20)
+        ids.extend(w.encode("utf-8"))
+        last.append(len(ids) - 1)
+    return ids, last
+
+
+def encode_words_bytes(sentences: Sequence[TaggedSentence], tag_index: dict[str, int],
+                       max_length: int | None = None) -> list[tuple[list[int], list[int], list[int]]]:
+    """:func:`encode_words` for a byte-level model: per sentence ``(byte ids, last-byte positions, labels)``.
+
+    ``max_length`` cuts the bytes; a word whose last byte is cut reads position 0 and gets label -100 (left
+    out of the loss). ``None`` keeps every byte (evaluation: every word is read at its own last byte).
+    """
+    out = []
+    for s in sentences:
+        ids, last = word_last_bytes(s.words)
+        labels = [tag_index[t] for t in s.tags]
+        if max_length is not None and len(ids) > max_length:
+            ids = ids[:max_length]
+            labels = [y if p < max_length else -100 for p, y in zip(last, labels)]
+            last = [p if p < max_length else 0 for p in last]
+        out.append((ids, last, labels))
+    return out
+
+
 def collate_words(items: Sequence[tuple[list[int], list[int], list[int]]], pad_id: int) -> WordBatch:
     """Right-padded :class:`WordBatch` of :func:`encode_words` items."""
     ids, mask = pad_batch([i[0] for i in items], pad_id)
@@ -191,21 +229,28 @@ class TaggingTask:
 
 
 class TokenTask(TaggingTask):
-    """``cptpp.train.fit`` task for :class:`TokenClassifier` (vanilla fine-tuning or prompt tuning)."""
+    """``cptpp.train.fit`` task for :class:`TokenClassifier` (vanilla fine-tuning or prompt tuning), or any
+    model called as ``model(input_ids, attention_mask, positions [B, W]) -> [B, W, C]``; a subclass changes how
+    words become ids and positions by overriding :meth:`encode`."""
 
     def __init__(self, model: TokenClassifier, tokenizer, splits: TaggingSplits, max_length: int = 256,
                  batch_size: int = 16, eval_batch_size: int = 64, device: torch.device | str = "cpu"):
         super().__init__(splits, device)
         check_range("batch_size", batch_size, 1)
         # the soft prompt's tokens share the model's positions with the words: leave room for them
-        n_prompt = model.prompt.num_tokens if model.prompt is not None else 0
+        prompt = getattr(model, "prompt", None)
+        n_prompt = prompt.num_tokens if prompt is not None else 0
         check_range("max_length", max_length - n_prompt, 1)
         self.model, self.tokenizer, self.max_length = model, tokenizer, max_length - n_prompt
         self.tags = TAGS[splits.task]
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
         self.pad_id = pad_token_id(tokenizer)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.train_items = encode_words(tokenizer, splits.train, self.tag_index, self.max_length)
+        self.train_items = self.encode(splits.train, train=True)
+
+    def encode(self, sentences: Sequence[TaggedSentence], train: bool = False):
+        """Items ``(ids, positions, labels)`` for :func:`collate_words` (``train``: the training set)."""
+        return encode_words(self.tokenizer, sentences, self.tag_index, self.max_length)
 
     def batches(self, epoch: int, generator: torch.Generator) -> list[WordBatch]:
         order = torch.randperm(len(self.train_items), generator=generator).tolist()
@@ -220,7 +265,7 @@ class TokenTask(TaggingTask):
         return F.cross_entropy(logits.flatten(0, 1), batch.labels.to(self.device).flatten(), ignore_index=-100)
 
     def predict(self, sentences: Sequence[TaggedSentence]) -> list[list[str]]:
-        items = encode_words(self.tokenizer, sentences, self.tag_index, self.max_length)
+        items = self.encode(sentences)
         out = []
         for k in range(0, len(items), self.eval_batch_size):
             b = collate_words(items[k: k + self.eval_batch_size], self.pad_id)

@@ -53,3 +53,16 @@ class SizedIterable:
 
     def __len__(self) -> int:
         return self.n
+
+
+def length_bucketed(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                    pool: int = 8) -> list[list[int]]:
+    """Random batches of indices with little padding: shuffle, sort each run of ``pool * batch_size`` items by
+    length, cut it into batches, shuffle the batches. Every index appears once; seeded by ``generator``."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    span = pool * batch_size
+    batches = []
+    for k in range(0, len(order), span):
+        chunk = sorted(order[k: k + span], key=lambda i: lengths[i])
+        batches += [chunk[j: j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]

@@ -1,14 +1,17 @@
-"""English pre-training text for a byte-level Mamba, from the local data mirror.
+"""Pre-training text for a byte-level Mamba, from the local data mirror.
 
-Sources (all English, none overlapping the commonsense evaluation sets of ``multiple_choice``):
+Sources (none overlapping an evaluation set of ``benchmarks/mamba_table.py``):
 - SuperGLUE MultiRC, RTE, WiC, CB, COPA, WSC: train + val records, their text fields
   (MultiRC: passage and questions; RTE/CB: premise and hypothesis; WiC: both sentences;
   COPA: premise and both choices; WSC: the text). One record = one document.
-- UD-POS English (train/dev/test) and PAN-X English (train/dev): sentences rebuilt from their tokens,
+- UD-POS English train and PAN-X English train: sentences rebuilt from their tokens (no tags),
   ``SENTENCES_PER_DOC`` consecutive sentences per document.
+- TNCC-title train: the Tibetan titles (no labels), ``SENTENCES_PER_DOC`` per document.
 
 Left out on purpose: SuperGLUE BoolQ (its validation split is the BoolQ set of the commonsense
-benchmark) and everything under ``commonsense-llm-adapters``. Test files of SuperGLUE are not used.
+benchmark), everything under ``commonsense-llm-adapters``, and the validation/test text of the tasks
+the Mamba table fine-tunes on (UD-POS dev/test, PAN-X dev, TNCC validation/test): the base sees the
+unlabelled text of their training splits only. Test files of SuperGLUE are not used.
 
 A seeded ``heldout_fraction`` of documents (whole documents, so no text is shared) is held out
 for the held-out loss; each side is one UTF-8 byte stream with documents separated by a blank line.
@@ -22,11 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cptpp.data_catalog import find_data
 from cptpp.peft.superglue import load_records
 from cptpp.peft.tagging_data import load_tagging
+from cptpp.peft.tncc import read_tncc
 
 SUPERGLUE_TASKS = ("MultiRC", "RTE", "WiC", "CB", "COPA", "WSC")
-TAGGING_FILES = (("pos", "train"), ("pos", "dev"), ("pos", "test"), ("ner", "train"), ("ner", "dev"))
+# training splits only: dev/test sentences are the Mamba table's validation and test sets
+TAGGING_FILES = (("pos", "train"), ("ner", "train"))
 SENTENCES_PER_DOC = 10
 DOC_SEPARATOR = "\n\n"
 
@@ -84,9 +90,15 @@ def corpus_documents(root: str | Path | None = None, verify: bool = True) -> lis
     for task, split in TAGGING_FILES:
         sents = [detokenize(s.words) for s in load_tagging(task, split, "en", root, verify)]
         name = f"{'udpos' if task == 'pos' else 'wikiann-panx'}/{split}-en.tsv"
-        docs += [(name, "\n".join(sents[i:i + SENTENCES_PER_DOC])) for i in range(0, len(sents), SENTENCES_PER_DOC)]
+        docs += _grouped(name, sents)
+    titles = [t.text for t in read_tncc(find_data("text", "tncc-title/train.txt", root=root, verify=verify))]
+    docs += _grouped("tncc-title/train.txt", titles)
     seen: set[str] = set()
     return [(src, text) for src, text in docs if not (text in seen or seen.add(text))]
+
+
+def _grouped(source: str, lines: list[str]) -> list[tuple[str, str]]:
+    return [(source, "\n".join(lines[i:i + SENTENCES_PER_DOC])) for i in range(0, len(lines), SENTENCES_PER_DOC)]
 
 
 def _stream(texts: list[str]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Fine-tuning a Mamba LM on the commonsense multiple-choice sets with a MambaPEFT config (or fully).
 
-Used by ``cptpp mamba-search`` and ``benchmarks/mamba_table.py``. The base is a local checkpoint
+Used by ``cptpp mamba-search`` and ``benchmarks/mamba_commonsense.py``. The base is a local checkpoint
 (``--model PATH``): a transformers Mamba with its tokenizer, or a byte-level Mamba written by
 ``cptpp mamba-pretrain``. Without one it is a tiny randomly initialized Mamba over UTF-8 bytes, briefly
 trained as an LM on the fine-tuning half's instructions; its accuracies are NOT comparable to the paper's.

@@ -13,6 +13,20 @@ from typing import Any, Callable
 from cptpp.io import append_jsonl, write_json
 from cptpp.peft.mamba.tuners import MambaPeftConfig
 
+# The single methods the MambaPEFT tables compare: (key, row name, config, learning rate).
+SINGLE_METHODS = [
+    ("lora_in_proj_x", "LoRA in_proj (x half)", MambaPeftConfig(lora_targets=["in_proj_x"], lora_rank=64), 3e-3),
+    ("lora_x_proj", "LoRA x_proj", MambaPeftConfig(lora_targets=["x_proj"], lora_rank=8), 3e-3),
+    ("lora_dt_proj", "LoRA dt_proj", MambaPeftConfig(lora_targets=["dt_proj"], lora_rank=8), 3e-3),
+    ("lora_out_proj", "LoRA out_proj", MambaPeftConfig(lora_targets=["out_proj"], lora_rank=8), 3e-3),
+    ("lora_conv1d", "LoRA conv1d", MambaPeftConfig(lora_targets=["conv1d"], lora_rank=4), 3e-3),
+    ("lora_embeddings", "LoRA embeddings", MambaPeftConfig(lora_targets=["embeddings"], lora_rank=8), 3e-3),
+    ("additional_scan", "Additional-scan (N'=6)", MambaPeftConfig(scan_states=6), 3e-3),
+    ("affix", "Affix-tuning (prefix 4)", MambaPeftConfig(affix_tokens=4), 3e-3),
+    ("partial", "Partial (A_log, D, conv1d, dt bias, norms)",
+     MambaPeftConfig(partial_targets=["A_log", "D", "conv1d", "dt_bias", "norm"]), 3e-3),
+]
+
 SEARCH_LORA_TARGETS = ("in_proj_x", "x_proj", "dt_proj", "out_proj", "conv1d")
 SEARCH_PARTIAL_TARGETS = ("A_log", "D", "conv1d", "dt_bias", "norm")
 
