@@ -381,7 +381,7 @@ def main(argv=None) -> int:
         run_search(args, task) if key == "search" else run_one(args, task, key, int(seed))
         return 0
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    from cptpp.peft.pipelines.seeds import write_table
+    from cptpp.io import write_json, write_text
 
     _check_settings(args)
     t0 = time.perf_counter()
@@ -393,8 +393,11 @@ def main(argv=None) -> int:
     results = {"args": shown, "command": "python benchmarks/mamba_table.py "
                + " ".join(a for a in argv if a != "--in-process"), "tables": table, "claims": verdicts,
                "search_seed": SEARCH_SEED, "seconds_this_session": time.perf_counter() - t0}
-    write_table(args.out, "mamba_table", results, render(table, verdicts))
     out = Path(args.out)
+    markdown = render(table, verdicts)
+    write_json(out / "mamba_table.json", results)
+    write_text(out / "mamba_table.md", markdown)
+    print(markdown)
     print(f"wrote {out / 'mamba_table.json'} and {out / 'mamba_table.md'}")
     return 0
 
