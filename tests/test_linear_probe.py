@@ -101,20 +101,13 @@ def test_probe_task_refuses_a_model_that_trains_more_than_its_head():
 
 
 def test_token_probe_trains_only_the_head_and_matches_token_task():
-    from test_topro import bert_config, tiny_tokenizer
+    from test_topro import bert_config, tiny_tokenizer, word_tagged_sentences
 
-    from cptpp.peft.tagging_data import TaggedSentence, TaggingSplits
+    from cptpp.peft.tagging_data import TaggingSplits
     from cptpp.peft.token_classification import TokenClassifier, TokenProbeTask, TokenTask
 
     tok = tiny_tokenizer()
-    words = {"paris": "B-LOC", "berlin": "B-LOC", "cat": "B-PER", "dog": "B-ORG", "the": "O", "sat": "O"}
-    gen = torch.Generator().manual_seed(0)
-    vocab = list(words)
-    sents = []
-    for _ in range(40):
-        ws = [vocab[i] for i in torch.randint(len(vocab), (int(torch.randint(2, 6, (1,), generator=gen)),),
-                                              generator=gen)]
-        sents.append(TaggedSentence(tuple(ws), tuple(words[w] for w in ws)))
+    sents = word_tagged_sentences(40)
     splits = TaggingSplits("ner", sents[:24], sents[24:32], sents[32:], zero_shot={"de": sents[32:]})
     torch.manual_seed(0)
     model = TokenClassifier(transformers.BertModel(bert_config()), 7, train_backbone=False).eval()

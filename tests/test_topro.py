@@ -172,15 +172,25 @@ def test_seq2seq_variant_scores_the_generated_label_word():
     torch.testing.assert_close(got, want[:, -1, tpl.label_ids])
 
 
+WORD_TAGS = {"paris": "B-LOC", "berlin": "B-LOC", "cat": "B-PER", "dog": "B-ORG", "the": "O", "sat": "O"}
+
+
+def word_tagged_sentences(n: int, length: int | None = None) -> list[TaggedSentence]:
+    """``n`` seeded random sentences over WORD_TAGS, whose tags follow from their words: ``length``
+    words each, or 2-5 at random."""
+    gen = torch.Generator().manual_seed(0)
+    vocab = list(WORD_TAGS)
+    sents = []
+    for _ in range(n):
+        k = length or int(torch.randint(2, 6, (1,), generator=gen))
+        ws = [vocab[i] for i in torch.randint(len(vocab), (k,), generator=gen)]
+        sents.append(TaggedSentence(tuple(ws), tuple(WORD_TAGS[w] for w in ws)))
+    return sents
+
+
 def test_topro_training_learns_word_determined_tags():
     tok = tiny_tokenizer()
-    words = {"paris": "B-LOC", "berlin": "B-LOC", "cat": "B-PER", "dog": "B-ORG", "the": "O", "sat": "O"}
-    gen = torch.Generator().manual_seed(0)
-    vocab = list(words)
-    sents = []
-    for _ in range(24):
-        ws = [vocab[i] for i in torch.randint(len(vocab), (4,), generator=gen)]
-        sents.append(TaggedSentence(tuple(ws), tuple(words[w] for w in ws)))
+    sents = word_tagged_sentences(24, length=4)
     splits = TaggingSplits("ner", sents[:16], sents[16:], sents[16:])
     torch.manual_seed(0)
     tpl = ToProTemplate(tok, ToProConfig(task="ner", train_words_per_sentence=3, max_tokens_per_batch=200))

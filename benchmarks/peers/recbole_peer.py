@@ -51,6 +51,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PEAK_RSS = HERE.parent / "peak_rss.py"  # launcher: run as a script, nothing imported from it here
+sys.path.insert(0, str(HERE))
+from recbole_lightgcn import export_atomic, recbole_name  # noqa: E402  (one export for both RecBole peers)
 
 COMMON = dict(dim=64, layers=3, batch_size=2048, lr=1e-3, topk=20, eval_users_per_block=2048)
 RUNS = {
@@ -66,32 +68,6 @@ RUNS = {
 }
 DEFAULTS_RUNS = ("cptpp:sgl", "cptpp:simgcl", "cptpp:xsimgcl")
 CURVE_EPOCHS = (10, 20, 50, 100)
-
-
-def recbole_name(dataset: str) -> str:
-    """A prefix keeps RecBole from substituting its bundled copy of a dataset it knows (ml-100k)."""
-    return f"cptpp_{dataset}"
-
-
-def export_atomic(dataset: str, folder: Path) -> dict:
-    """Write ``folder/cptpp_<dataset>.{train,valid,test}.inter`` from cptpp's split (project venv)."""
-    import numpy as np
-
-    from cptpp.recsys.datasets import load_dataset
-
-    data = load_dataset(dataset, progress=False)
-    folder.mkdir(parents=True, exist_ok=True)
-    sizes = {"users": data.num_users, "items": data.num_items}
-    for split in ("train", "valid", "test"):
-        pairs = np.asarray(getattr(data, split))
-        path = folder / f"{recbole_name(dataset)}.{split}.inter"
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            f.write("user_id:token\titem_id:token\n")
-            np.savetxt(f, pairs, fmt="%d", delimiter="\t")
-        os.replace(tmp, path)
-        sizes[split] = len(pairs)
-    return sizes
 
 
 class Curve:
@@ -238,6 +214,7 @@ def run_one(run: str, args, python: str, seed: int) -> dict:
     res["peak_rss_MB"] = int(rss_file.read_text()) / 1024
     res["wall_seconds"] = time.perf_counter() - t
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    res["command"] = " ".join([Path(sys.executable).name] + sys.argv)  # the invocation that ran this record
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out)
