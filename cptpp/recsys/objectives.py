@@ -49,8 +49,8 @@ def l2_penalty(*embs: torch.Tensor) -> torch.Tensor:
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, tau: float) -> torch.Tensor:
     """InfoNCE over ``[n, d]`` views: row ``k`` of ``view2`` is the positive of row ``k`` of ``view1``,
     every other row of ``view2`` a negative; cosine similarity over temperature ``tau`` (SGL eq. 9)."""
-    z1, z2 = F.normalize(view1, dim=-1), F.normalize(view2, dim=-1)
-    logits = z1 @ z2.t() / tau
+    z1, z2 = F.normalize(view1, dim=-1) / tau, F.normalize(view2, dim=-1)  # 1/tau on [n, d], not [n, n]
+    logits = z1 @ z2.t()
     return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
 
 
@@ -66,7 +66,7 @@ def info_nce_all(view1: torch.Tensor, view2: torch.Tensor, index: torch.Tensor, 
     on ml-100k).
     """
     nodes, counts = torch.unique(index, return_counts=True)
-    logits = F.normalize(view1[nodes], dim=-1) @ F.normalize(view2, dim=-1).t() / tau
+    logits = (F.normalize(view1[nodes], dim=-1) / tau) @ F.normalize(view2, dim=-1).t()
     per_node = F.cross_entropy(logits, nodes, reduction="none")
     return (per_node * counts).sum() / len(index)
 
