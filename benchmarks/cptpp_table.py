@@ -188,7 +188,8 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = ["# CPTPP vs joint training", "",
              ("Test metrics at the best-validation epoch; mean ± std over the seeds listed per row. Protocol "
              "per section: `epochsE` = at most E epochs for joint training and prompt tuning (early stopping "
-             "on validation Recall@20, patience P), `preN` = N epochs of contrastive-only pre-training. "
+             "on validation Recall@20, patience P; `pat0` = no early stopping: every run trains all E epochs "
+             "and is tested at its best validation epoch), `preN` = N epochs of contrastive-only pre-training. "
              "ML-1M is the mirror's implicit 80/20 split (not the paper's unseeded ratings>=4 split, which "
              "cannot be reproduced); validation is a seeded 10% of each user's train items. "
              "Time `s` = training + evaluation seconds (CPTPP rows include their pre-training); — where "
@@ -213,12 +214,14 @@ def write_markdown(report: dict, path: Path) -> None:
     for name, section in report["datasets"].items():
         rows = section["rows"]
         lines += [f"## {name}", ""] + [f"Command: `{c}`" for c in section["commands"]] + [
-            "", "| model | seeds | " + " | ".join(METRICS) + " | trainable params | s |",
-            "|---" * (len(METRICS) + 4) + "|"]
+            "", "| model | seeds | " + " | ".join(METRICS) + " | trainable params | s | best epoch per seed |",
+            "|---" * (len(METRICS) + 5) + "|"]
         for label, r in sorted(rows.items(), key=lambda kv: row_order(kv[0])):
             cells = [f"{r[m][0]:.4f}" + (f" ± {r[m][1]:.4f}" if r["n"] > 1 else "") for m in METRICS]
             seconds = "—" if r["seconds"] is None else f"{r['seconds']:.0f}"
-            lines.append(f"| {label} | {len(r['seeds'])} | " + " | ".join(cells) + f" | {r['params']:,} | {seconds} |")
+            best_epochs = ", ".join(str(p.get("best_epoch", "—")) for p in r["per_seed"])
+            lines.append(f"| {label} | {len(r['seeds'])} | " + " | ".join(cells)
+                         + f" | {r['params']:,} | {seconds} | {best_epochs} |")
         def best_row(keep):  # (Recall@20, label) of the best row whose label passes ``keep``
             return max(((r["recall@20"][0], k) for k, r in rows.items() if keep(k)), default=None)
 
@@ -255,7 +258,11 @@ def summary(report: dict) -> list[str]:
             return "—"
         return f"{r[metric][0]:.4f}" + (f" ± {r[metric][1]:.4f}" if r["n"] > 1 else "")
 
-    head = [f"{n.split(' (')[0]} {m}" for n in names for m in ("R@20", "N@20")]
+    datasets = [n.split(" (")[0] for n in names]
+    # a dataset with several protocol sections gets one column pair per protocol
+    titles = [d if datasets.count(d) == 1 else f"{d} {n.removesuffix(')').rsplit('-', 1)[1]}"
+              for d, n in zip(datasets, names)]
+    head = [f"{t} {m}" for t in titles for m in ("R@20", "N@20")]
     lines = ["## Summary: test Recall@20 / NDCG@20", "",
              "Seeds and protocols per dataset in the sections below (mean ± std where a row has several seeds).", "",
              "| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
