@@ -1,6 +1,10 @@
 """CPTPP comparison table: joint-trained baselines vs pre-training + prompt tuning (CPTPP-H/M/R).
 
     python benchmarks/cptpp_table.py --datasets ml-1m-implicit --seeds 0,1,2 --epochs 20 --pretrain-epochs 10
+    # the joint rows at equal epochs (no early stopping: ML-1M's curves dip after epoch 1, and patience 5
+    # stopped some runs there)
+    python benchmarks/cptpp_table.py --datasets ml-1m-implicit --seeds 0,1,2 --epochs 20 --pretrain-epochs 10 \
+        --patience 0 --objectives sgl,simgcl,xsimgcl --profiles ""
 
 For every dataset and seed: LightGCN, SGL/SimGCL/XSimGCL joint training (BPR + lambda * CL), and
 for each objective a contrastive-only pre-training followed by prompt tuning with each profile
