@@ -86,6 +86,12 @@ def row(label: str, make_task, epochs: int, patience: int, *, run_dir: Path, see
     write_report(cache, out)
 
 
+def section_parts(key: str) -> tuple[str, str]:
+    """``"ml-1m-implicit (epochs20-pre10-pat5)"`` (a report section, see ``write_report``) -> (dataset, protocol)."""
+    name, protocol = key.removesuffix(")").split(" (")
+    return name, protocol
+
+
 def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
 
@@ -152,7 +158,7 @@ def restore_cache(cache: Path, report_path: Path) -> None:
         return
     report = json.loads(report_path.read_text())
     for key, section in report["datasets"].items():
-        name, protocol = key.removesuffix(")").split(" (")
+        name, protocol = section_parts(key)
         for label, summary in section["rows"].items():
             for result in summary.get("per_seed", []):
                 path = cache / name / protocol / f"seed{result['seed']}" / f"{slug(label)}.json"
@@ -262,10 +268,10 @@ def summary(report: dict) -> list[str]:
             return "—"
         return f"{r[metric][0]:.4f}" + (f" ± {r[metric][1]:.4f}" if r["n"] > 1 else "")
 
-    datasets = [n.split(" (")[0] for n in names]
-    # a dataset with several protocol sections gets one column pair per protocol
-    titles = [d if datasets.count(d) == 1 else f"{d} {n.removesuffix(')').rsplit('-', 1)[1]}"
-              for d, n in zip(datasets, names)]
+    parts = [section_parts(n) for n in names]
+    datasets = [d for d, _ in parts]
+    # a dataset with several protocol sections gets one column pair per protocol (its patience, e.g. pat0)
+    titles = [d if datasets.count(d) == 1 else f"{d} {protocol.rsplit('-', 1)[1]}" for d, protocol in parts]
     head = [f"{t} {m}" for t in titles for m in ("R@20", "N@20")]
     lines = ["## Summary: test Recall@20 / NDCG@20", "",
              "Seeds and protocols per dataset in the sections below (mean ± std where a row has several seeds).", "",
